@@ -1,0 +1,76 @@
+"""`mlsec scan`: scan paths, render outputs, exit with the documented code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mlsec.cli.exit_codes import ExitCode
+from mlsec.cli.options import fail_on_option, rules_option
+from mlsec.cli.writing import write_atomic
+from mlsec.findings import Severity
+from mlsec.limits import ScanLimits
+from mlsec.outputs import FORMATS
+from mlsec.report import ScanReport
+from mlsec.rules import load_ruleset
+from mlsec.scan import scan
+
+
+def _parse_output(value: str) -> tuple[str, str | None]:
+    fmt, sep, target = value.partition("=")
+    fmt = fmt.strip().lower()
+    if fmt not in FORMATS:
+        raise click.BadParameter(f"unknown format {fmt!r} (expected one of: {', '.join(FORMATS)})", param_hint="-o/--output")
+    if sep and not target:
+        raise click.BadParameter(f"missing file name after {fmt}=", param_hint="-o/--output")
+    return fmt, (target or None)
+
+
+def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
+    """1 blocked > 3 incomplete > 0 clean: an incomplete scan never reads as clean."""
+    top = report.max_severity()
+    if top is not None and top >= fail_on:
+        return ExitCode.BLOCKED
+    if report.errors:
+        return ExitCode.INCOMPLETE
+    return ExitCode.OK
+
+
+@click.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="FORMAT[=FILE]",
+    help="Output format (json, sarif, table), to FILE or to standard output. Repeatable; default: table.",
+)
+@fail_on_option
+@rules_option
+@click.option("--max-bytes", type=click.IntRange(min=1), default=None, help="Largest archive member read into memory, in bytes.")
+@click.pass_context
+def scan_command(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    outputs: tuple[str, ...],
+    fail_on: Severity,
+    rules_dirs: tuple[str, ...],
+    max_bytes: int | None,
+) -> None:
+    """Statically scan model files, archives and directories. Never executes them."""
+    wanted = [_parse_output(o) for o in outputs] or [("table", None)]
+    if sum(1 for _, target in wanted if target is None) > 1:
+        raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
+    ruleset = load_ruleset([Path(d) for d in rules_dirs])
+    limits = ScanLimits() if max_bytes is None else ScanLimits(max_member_in_memory=max_bytes)
+    report = scan(list(paths), ruleset=ruleset, limits=limits, debug=ctx.obj.get("debug", False))
+    for fmt, target in wanted:
+        text = FORMATS[fmt](report, ruleset)
+        if target is None:
+            sys.stdout.write(text)
+        else:
+            write_atomic(target, text, paths)
+    ctx.exit(int(exit_code(report, fail_on)))

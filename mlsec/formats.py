@@ -1,0 +1,96 @@
+"""Name an input's format from its bytes; the file name is only a hint for formats without magic."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# Containers that inputs.py opens; every other format is a leaf handed to scanners.
+ARCHIVES = frozenset({"zip", "pytorch-zip", "numpy-npz", "keras-v3", "tar", "7z"})
+COMPRESSED = frozenset({"gzip", "bz2", "xz", "lzma", "zlib", "lz4", "zstd"})
+
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_PICKLE_STARTS = frozenset(b"(c]})NIJKLMFGSTUVX")
+_ONNX_SUFFIXES = (".onnx", ".ort")
+_STORAGE_RE = re.compile(r"(^|/)data/\d+$")
+
+
+def sniff(head: bytes, *, last_byte: bytes = b"", name: str = "") -> str:
+    """The format of a file whose first bytes are `head` (4 KiB is plenty)."""
+    lower = name.lower()
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(_TORCH_LEGACY_MAGIC):
+        return "pytorch-legacy"
+    if head.startswith(b"\x93NUMPY"):
+        return "numpy"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "7z"
+    if head.startswith(b"GGUF"):
+        return "gguf"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    compressed = _compression(head)
+    if compressed:
+        return compressed
+    if _is_pickle(head, last_byte):
+        return "pickle"
+    if _is_safetensors(head):
+        return "safetensors"
+    if lower.endswith(_ONNX_SUFFIXES) and head[:1] == b"\x08":
+        return "onnx"
+    stripped = head.lstrip()
+    if stripped[:1] in (b"{", b"["):
+        return "json"
+    return "unknown"
+
+
+def refine_zip(names: Sequence[str], name: str = "") -> str:
+    """Tell the zip-based model formats apart by their member names."""
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "pytorch-zip"
+    base = {n.rsplit("/", 1)[-1] for n in names}
+    if "config.json" in base and "metadata.json" in base:
+        return "keras-v3"
+    if names and all(n.endswith(".npy") for n in names):
+        return "numpy-npz"
+    return "zip"
+
+
+def is_torch_storage(member: str) -> bool:
+    """Raw tensor bytes in a PyTorch zip (`<prefix>/data/<n>`): data, never parsed."""
+    return bool(_STORAGE_RE.search(member))
+
+
+def _compression(head: bytes) -> str | None:
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh") and head[3:4].isdigit():
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return "lz4"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if head.startswith(b"\x5d\x00\x00") and len(head) >= 13:
+        return "lzma"
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+        return "zlib"
+    return None
+
+
+def _is_pickle(head: bytes, last_byte: bytes) -> bool:
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    # Protocols 0 and 1 have no header: a plausible first opcode and a final STOP.
+    return bool(head) and head[0] in _PICKLE_STARTS and last_byte == b"." and b"\x00" not in head[:1]
+
+
+def _is_safetensors(head: bytes) -> bool:
+    if len(head) < 10:
+        return False
+    size = int.from_bytes(head[:8], "little")
+    return 2 <= size < (100 << 20) and head[8:10] in (b'{"', b"{ ", b"{}")

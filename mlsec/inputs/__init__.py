@@ -1,0 +1,172 @@
+"""Walk files, directories and archives safely into Blobs. Never extracts to disk, never follows links.
+
+`walk()` yields, in a stable order, a Blob for every file and archive member (containers before
+their members), an Anomaly for every container problem a rule judges, and a Skipped or ScanError
+for every input that was not, or could not be, read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from io import BytesIO
+from pathlib import Path
+from typing import BinaryIO
+
+from mlsec import formats
+from mlsec.artifacts import Blob
+from mlsec.inputs import compressed, sevenzip, tar
+from mlsec.inputs import zip as zip_reader
+from mlsec.inputs.events import Anomaly, MemberData
+from mlsec.limits import ScanLimits
+from mlsec.report import ScanError, Skipped
+
+Event = Blob | Anomaly | Skipped | ScanError
+_CHUNK = 1 << 20
+_READERS: dict[str, Callable[[Blob, ScanLimits], Iterator[MemberData | Anomaly | ScanError]]] = {
+    **{fmt: zip_reader.members for fmt in ("zip", "pytorch-zip", "numpy-npz", "keras-v3")},
+    "tar": tar.members,
+    "7z": sevenzip.members,
+    **{fmt: compressed.members for fmt in formats.COMPRESSED},
+}
+
+
+def walk(paths: Sequence[str], limits: ScanLimits) -> Iterator[Event]:
+    """Every file under `paths` (in the order given, directories sorted) and every archive member."""
+    for given in paths:
+        path = Path(given)
+        if path.is_symlink():
+            yield Skipped(given, "symbolic link not followed; name its target instead")
+        elif path.is_dir():
+            yield from _walk_dir(given, limits)
+        elif path.is_file():
+            yield from _file(given, limits)
+        elif path.exists():
+            yield Skipped(given, "not a regular file (device, FIFO or socket)")
+        else:
+            yield ScanError(given, "no such file or directory", error_type="FileNotFoundError")
+
+
+def _walk_dir(root: str, limits: ScanLimits) -> Iterator[Event]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for d in list(dirnames):
+            if os.path.islink(os.path.join(dirpath, d)):
+                dirnames.remove(d)
+                yield Skipped(os.path.join(dirpath, d), "symbolic link not followed")
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                yield Skipped(full, "symbolic link not followed")
+            elif os.path.isfile(full):
+                yield from _file(full, limits)
+            else:
+                yield Skipped(full, "not a regular file (device, FIFO or socket)")
+
+
+def _file(path: str, limits: ScanLimits) -> Iterator[Event]:
+    try:
+        size = os.stat(path).st_size
+        if size > limits.max_file_bytes:
+            yield ScanError(
+                path, f"file of {size} bytes exceeds the limit of {limits.max_file_bytes}", error_type="LimitExceeded"
+            )
+            return
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+            if size:
+                fh.seek(size - 1)
+            last = fh.read(1) if size else b""
+        digest = _hash_file(path)
+    except OSError as exc:
+        yield ScanError(path, f"cannot read: {exc.strerror or exc}", error_type=type(exc).__name__)
+        return
+    if size == 0:
+        yield Skipped(path, "empty file")
+        return
+    opener = partial(_open_binary, path)
+    fmt = formats.sniff(head, last_byte=last, name=path)
+    if fmt == "zip":
+        fmt = _refine_zip(opener, path)
+    blob = Blob(path=path, member=(), format=fmt, size=size, sha256=digest, opener=opener)
+    yield blob
+    yield from _expand(blob, limits, total=[0])
+
+
+def _open_binary(path: str) -> BinaryIO:
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def _hash_file(path: str) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def _refine_zip(opener: Callable[[], BinaryIO], name: str) -> str:
+    try:
+        with opener() as fh, zipfile.ZipFile(fh) as zf:
+            return formats.refine_zip(zf.namelist(), name)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return "zip"
+
+
+def _expand(blob: Blob, limits: ScanLimits, total: list[int]) -> Iterator[Event]:
+    reader = _READERS.get(blob.format)
+    if reader is None:
+        return
+    if blob.depth >= limits.max_depth:
+        yield Anomaly(
+            "MLSEC-ARCHIVE-006",
+            blob.path,
+            blob.member_name,
+            f"archive nested {blob.depth + 1} levels deep; its members were not read",
+            {"depth": blob.depth + 1, "limit": limits.max_depth},
+            blob.sha256,
+        )
+        return
+    for event in reader(blob, limits):
+        if not isinstance(event, MemberData):
+            yield event
+            continue
+        total[0] += len(event.data)
+        if total[0] > limits.max_total_unpacked:
+            yield Anomaly(
+                "MLSEC-ARCHIVE-005",
+                blob.path,
+                blob.member_name,
+                f"members expand past {limits.max_total_unpacked} bytes in all; the rest were not read",
+                {"limit": limits.max_total_unpacked},
+                blob.sha256,
+            )
+            return
+        yield from _member(blob, event, limits, total)
+
+
+def _member(parent: Blob, member: MemberData, limits: ScanLimits, total: list[int]) -> Iterator[Event]:
+    data = member.data
+    chain = (*parent.member, member.name)
+    if not data:
+        return
+    fmt = formats.sniff(data[:4096], last_byte=data[-1:], name=member.name)
+    if fmt == "zip":
+        fmt = _refine_zip(partial(BytesIO, data), member.name)
+    blob = Blob(
+        path=parent.path,
+        member=chain,
+        format=fmt,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        data=data,
+        parent_sha256=parent.sha256,
+        depth=parent.depth + 1,
+    )
+    yield blob
+    yield from _expand(blob, limits, total)

@@ -1,0 +1,18 @@
+"""Renderers: name -> function(ScanReport, RuleSet) -> text. Only cli/ writes files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mlsec.outputs import sarif, table
+from mlsec.report import ScanReport
+from mlsec.rules import RuleSet
+
+Renderer = Callable[[ScanReport, RuleSet], str]
+
+
+def _json(report: ScanReport, ruleset: RuleSet) -> str:
+    return report.to_json()
+
+
+FORMATS: dict[str, Renderer] = {"json": _json, "sarif": sarif.render, "table": table.render}

@@ -1,0 +1,179 @@
+"""ScanReport and its JSON form: the versioned contract between scan, evaluate, gate and the Action."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlsec.artifacts import Artifact, ArtifactKind
+from mlsec.findings import Evidence, Finding, Location, Severity
+
+JSON = dict[str, Any]
+SCHEMA_VERSION = "mlsec.report/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An input that was deliberately not scanned (unsupported format, link not followed)."""
+
+    path: str
+    reason: str
+    member: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanError:
+    """An input that should have been scanned and could not be: the scan is incomplete."""
+
+    path: str
+    reason: str
+    member: str | None = None
+    scanner: str | None = None
+    error_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    name: str
+    status: str
+    artifact_sha256: str
+    dataset_sha256: str | None
+    parameters: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    evidence: Evidence
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReport:
+    tool_version: str
+    rules_digest: str
+    started_at: str
+    finished_at: str
+    targets: Sequence[str]
+    artifacts: Sequence[Artifact]
+    findings: Sequence[Finding]
+    skipped: Sequence[Skipped] = ()
+    errors: Sequence[ScanError] = ()
+    evaluations: Sequence[EvaluationResult] = field(default_factory=tuple)
+    schema_version: str = SCHEMA_VERSION
+
+    def max_severity(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def counts(self) -> dict[str, int]:
+        counts = {s.label: 0 for s in Severity}
+        for f in self.findings:
+            counts[f.severity.label] += 1
+        return counts
+
+    def to_dict(self) -> JSON:
+        top = self.max_severity()
+        return {
+            "schema_version": self.schema_version,
+            "tool": {"name": "mlsec", "version": self.tool_version},
+            "rules_digest": self.rules_digest,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "targets": list(self.targets),
+            "summary": {
+                "artifacts": len(self.artifacts),
+                "findings": self.counts(),
+                "max_severity": top.label if top is not None else None,
+                "skipped": len(self.skipped),
+                "errors": len(self.errors),
+            },
+            "artifacts": [_artifact(a) for a in self.artifacts],
+            "findings": [_finding(f) for f in self.findings],
+            "skipped": [{"path": s.path, "member": s.member, "reason": s.reason} for s in self.skipped],
+            "errors": [
+                {"path": e.path, "member": e.member, "scanner": e.scanner, "error_type": e.error_type, "reason": e.reason}
+                for e in self.errors
+            ],
+            "evaluations": [_evaluation(e) for e in self.evaluations],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ScanReport:
+        doc = json.loads(text)
+        if doc.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"unsupported report schema_version {doc.get('schema_version')!r}")
+        return cls(
+            tool_version=doc["tool"]["version"],
+            rules_digest=doc["rules_digest"],
+            started_at=doc["started_at"],
+            finished_at=doc["finished_at"],
+            targets=tuple(doc["targets"]),
+            artifacts=tuple(
+                Artifact(
+                    path=a["path"],
+                    kind=ArtifactKind(a["kind"]),
+                    format=a["format"],
+                    sha256=a["sha256"],
+                    size=a["size"],
+                    member=a.get("member"),
+                    parent_sha256=a.get("parent_sha256"),
+                    facts=a.get("facts", {}),
+                )
+                for a in doc["artifacts"]
+            ),
+            findings=tuple(
+                Finding(
+                    rule_id=f["rule_id"],
+                    severity=Severity.parse(f["severity"]),
+                    message=f["message"],
+                    location=Location(**f["location"]),
+                    evidence=Evidence(**f["evidence"]),
+                    artifact_sha256=f.get("artifact_sha256"),
+                )
+                for f in doc["findings"]
+            ),
+            skipped=tuple(Skipped(path=s["path"], reason=s["reason"], member=s.get("member")) for s in doc["skipped"]),
+            errors=tuple(ScanError(**e) for e in doc["errors"]),
+            evaluations=tuple(
+                EvaluationResult(**{**e, "evidence": Evidence(**e["evidence"])}) for e in doc.get("evaluations", [])
+            ),
+        )
+
+
+def _artifact(a: Artifact) -> JSON:
+    return {
+        "path": a.path,
+        "member": a.member,
+        "kind": a.kind.value,
+        "format": a.format,
+        "sha256": a.sha256,
+        "size": a.size,
+        "parent_sha256": a.parent_sha256,
+        "facts": dict(sorted(a.facts.items())),
+    }
+
+
+def _finding(f: Finding) -> JSON:
+    loc = f.location
+    return {
+        "rule_id": f.rule_id,
+        "severity": f.severity.label,
+        "message": f.message,
+        "location": {"path": loc.path, "member": loc.member, "offset": loc.offset, "line": loc.line},
+        "evidence": {"summary": f.evidence.summary, "facts": dict(sorted(f.evidence.facts.items())), "source": f.evidence.source},
+        "artifact_sha256": f.artifact_sha256,
+    }
+
+
+def _evaluation(e: EvaluationResult) -> JSON:
+    return {
+        "name": e.name,
+        "status": e.status,
+        "artifact_sha256": e.artifact_sha256,
+        "dataset_sha256": e.dataset_sha256,
+        "parameters": dict(e.parameters),
+        "metrics": dict(e.metrics),
+        "evidence": {"summary": e.evidence.summary, "facts": dict(e.evidence.facts), "source": e.evidence.source},
+        "seconds": e.seconds,
+    }

@@ -1,0 +1,140 @@
+"""scan(): walk the inputs, hand every blob to its scanners, and assemble the ScanReport."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from mlsec import __version__, formats, inputs
+from mlsec.artifacts import Artifact, ArtifactKind, Blob
+from mlsec.errors import MlsecError
+from mlsec.findings import Evidence, Finding, Location
+from mlsec.inputs.events import Anomaly
+from mlsec.limits import ScanLimits
+from mlsec.report import ScanError, ScanReport, Skipped
+from mlsec.rules import RuleSet, load_ruleset
+from mlsec.scanners import ScanContext, scanners_for
+
+log = logging.getLogger(__name__)
+
+_MODEL_FORMATS = frozenset(
+    {"pickle", "pytorch-zip", "pytorch-legacy", "numpy", "numpy-npz", "onnx", "keras-v3", "hdf5", "safetensors", "gguf"}
+)
+
+
+def scan(
+    paths: Sequence[str],
+    *,
+    ruleset: RuleSet | None = None,
+    limits: ScanLimits | None = None,
+    debug: bool = False,
+) -> ScanReport:
+    """Statically scan files, directories and archives. Never executes what it reads."""
+    ruleset = ruleset or load_ruleset()
+    ctx = ScanContext(ruleset, limits or ScanLimits())
+    started = _now()
+    artifacts: list[Artifact] = []
+    findings: list[Finding] = []
+    skipped: list[Skipped] = []
+    errors: list[ScanError] = []
+    for path in paths:
+        try:
+            for event in inputs.walk([path], ctx.limits):
+                if isinstance(event, Blob):
+                    _scan_blob(event, ctx, artifacts, findings, skipped, errors, debug)
+                elif isinstance(event, Anomaly):
+                    findings.append(_anomaly(event, ruleset))
+                elif isinstance(event, Skipped):
+                    skipped.append(event)
+                else:
+                    errors.append(event)
+        except Exception as exc:
+            if debug:
+                raise
+            log.exception("reading %s failed", path)
+            errors.append(ScanError(path, f"reading stopped: {exc}", None, "inputs", type(exc).__name__))
+    findings.sort(key=Finding.sort_key)
+    return ScanReport(
+        tool_version=__version__,
+        rules_digest=ruleset.digest,
+        started_at=started,
+        finished_at=_now(),
+        targets=tuple(paths),
+        artifacts=tuple(artifacts),
+        findings=tuple(findings),
+        skipped=tuple(skipped),
+        errors=tuple(errors),
+    )
+
+
+def _scan_blob(
+    blob: Blob,
+    ctx: ScanContext,
+    artifacts: list[Artifact],
+    findings: list[Finding],
+    skipped: list[Skipped],
+    errors: list[ScanError],
+    debug: bool,
+) -> None:
+    chosen = scanners_for(blob.format)
+    container = blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED
+    if not blob.member or chosen or container:
+        artifacts.append(_artifact(blob))
+    if not chosen and not container and not blob.member:
+        skipped.append(Skipped(blob.path, f"no scanner for format {blob.format!r}"))
+    for scanner in chosen:
+        started = time.perf_counter()
+        try:
+            for finding in scanner.scan(blob, ctx):
+                findings.append(finding)
+        except MlsecError as exc:
+            if debug:
+                raise
+            errors.append(ScanError(blob.path, exc.message, blob.member_name, scanner.name, type(exc).__name__))
+        except Exception as exc:
+            if debug:
+                raise
+            log.debug("scanner %s failed on %s", scanner.name, blob.display, exc_info=True)
+            errors.append(
+                ScanError(blob.path, f"{type(exc).__name__}: {exc}", blob.member_name, scanner.name, type(exc).__name__)
+            )
+        log.debug("%s scanned %s in %.3fs", scanner.name, blob.display, time.perf_counter() - started)
+
+
+def _artifact(blob: Blob) -> Artifact:
+    if blob.format in _MODEL_FORMATS:
+        kind = ArtifactKind.MODEL
+    elif blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED:
+        kind = ArtifactKind.ARCHIVE
+    else:
+        kind = ArtifactKind.OTHER
+    return Artifact(
+        path=blob.path,
+        member=blob.member_name,
+        kind=kind,
+        format=blob.format,
+        sha256=blob.sha256,
+        size=blob.size,
+        parent_sha256=blob.parent_sha256,
+    )
+
+
+def _anomaly(event: Anomaly, ruleset: RuleSet) -> Finding:
+    rule = ruleset.rule(event.rule_id)
+    return Finding(
+        rule_id=rule.id,
+        severity=rule.severity,
+        message=f"{rule.title}: {event.summary}",
+        location=Location(path=event.path, member=event.member),
+        evidence=Evidence(summary=event.summary, facts=dict(event.facts), source="mlsec inputs"),
+        artifact_sha256=event.artifact_sha256,
+    )
+
+
+def _now() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")

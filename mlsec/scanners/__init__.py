@@ -1,0 +1,25 @@
+"""The scanner registry: every scanner, and which formats each claims."""
+
+from __future__ import annotations
+
+from mlsec.scanners.base import ScanContext, Scanner
+from mlsec.scanners.keras import KerasScanner
+from mlsec.scanners.numpy import NumpyScanner
+from mlsec.scanners.onnx import OnnxScanner
+from mlsec.scanners.pickle import PickleScanner
+from mlsec.scanners.pytorch import PyTorchScanner
+
+SCANNERS: tuple[Scanner, ...] = (PickleScanner(), PyTorchScanner(), NumpyScanner(), OnnxScanner(), KerasScanner())
+
+_BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}
+for _scanner in SCANNERS:
+    for _fmt in _scanner.formats:
+        _BY_FORMAT[_fmt] = (*_BY_FORMAT.get(_fmt, ()), _scanner)
+
+
+def scanners_for(fmt: str) -> tuple[Scanner, ...]:
+    """The scanners that claim `fmt` (a format name from mlsec.formats)."""
+    return _BY_FORMAT.get(fmt, ())
+
+
+__all__ = ["SCANNERS", "ScanContext", "Scanner", "scanners_for"]

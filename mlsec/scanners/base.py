@@ -1,0 +1,47 @@
+"""The Scanner protocol and ScanContext: a scanner says what it saw and where; rules say how bad."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from mlsec.artifacts import Blob
+from mlsec.findings import Evidence, Finding, JSONScalar, Location
+from mlsec.limits import ScanLimits
+from mlsec.rules import RuleSet
+
+
+@dataclass(frozen=True, slots=True)
+class ScanContext:
+    ruleset: RuleSet
+    limits: ScanLimits
+
+    def finding(
+        self,
+        rule_id: str,
+        blob: Blob,
+        summary: str,
+        *,
+        facts: Mapping[str, JSONScalar] | None = None,
+        source: str = "mlsec",
+        offset: int | None = None,
+        member: str | None = None,
+    ) -> Finding:
+        """A finding of `rule_id` on `blob`; severity and message come from the rule."""
+        rule = self.ruleset.rule(rule_id)
+        return Finding(
+            rule_id=rule.id,
+            severity=rule.severity,
+            message=f"{rule.title}: {summary}",
+            location=Location(path=blob.path, member=member or blob.member_name, offset=offset),
+            evidence=Evidence(summary=summary, facts=dict(facts or {}), source=source),
+            artifact_sha256=blob.sha256,
+        )
+
+
+class Scanner(Protocol):
+    name: ClassVar[str]
+    formats: ClassVar[frozenset[str]]
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> Iterator[Finding]: ...

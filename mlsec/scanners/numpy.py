@@ -1,0 +1,45 @@
+"""NumPy .npy files (and .npz members): object arrays carry a pickle after the header."""
+
+from __future__ import annotations
+
+import ast
+import struct
+from collections.abc import Iterator
+from typing import ClassVar
+
+from mlsec.artifacts import Blob
+from mlsec.errors import InputError
+from mlsec.findings import Finding
+from mlsec.scanners.base import ScanContext
+from mlsec.scanners.pickle import analyze_stream
+
+_MAX_HEADER = 1 << 20
+
+
+class NumpyScanner:
+    name: ClassVar[str] = "numpy"
+    formats: ClassVar[frozenset[str]] = frozenset({"numpy"})
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
+        with blob.open() as stream:
+            prefix = stream.read(8)
+            major = prefix[6] if len(prefix) == 8 else 0
+            if major not in (1, 2, 3):
+                raise InputError(f"unsupported .npy version {major}", path=blob.path, member=blob.member_name)
+            width = "<H" if major == 1 else "<I"
+            raw_len = stream.read(struct.calcsize(width))
+            if len(raw_len) != struct.calcsize(width):
+                raise InputError("truncated .npy header", path=blob.path, member=blob.member_name)
+            (length,) = struct.unpack(width, raw_len)
+            if length > _MAX_HEADER:
+                raise InputError(f".npy header of {length} bytes is implausible", path=blob.path, member=blob.member_name)
+            text = stream.read(length)
+            try:
+                header = ast.literal_eval(text.decode("latin-1"))
+                descr = header["descr"]
+            except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+                raise InputError(f"malformed .npy header: {exc}", path=blob.path, member=blob.member_name) from None
+            if "O" in str(descr):
+                # allow_pickle=True loads run this pickle: judge it like any other.
+                offset = 8 + len(raw_len) + length
+                yield from analyze_stream(stream, blob, ctx, base_offset=offset)
