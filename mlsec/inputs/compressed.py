@@ -1,4 +1,8 @@
-"""Single compressed streams (gzip, bz2, xz, lzma, zlib, lz4, zstd): one member, bounded expansion."""
+"""Single compressed streams (gzip, bz2, xz, lzma, zlib, lz4, zstd): one member, bounded expansion.
+
+Output is pulled in bounded steps (`max_length`), so a bomb is caught by its ratio before it
+takes memory.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from mlsec.inputs.events import Anomaly, MemberData
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError
 
-_CHUNK = 1 << 20
+_IN_CHUNK = 64 << 10
+_OUT_STEP = 1 << 20
 
 
 def _decompressor(fmt: str) -> Any:
@@ -36,6 +41,22 @@ def _decompressor(fmt: str) -> Any:
     raise NotImplementedError(fmt)
 
 
+def _pieces(dec: Any, chunk: bytes) -> Iterator[bytes]:
+    """Everything `chunk` decompresses to, at most _OUT_STEP bytes at a time."""
+    if hasattr(dec, "unconsumed_tail"):  # zlib
+        data = chunk
+        while data and not dec.eof:
+            piece = dec.decompress(data, _OUT_STEP)
+            yield piece
+            data = dec.unconsumed_tail
+            if not piece and not data:
+                break
+        return
+    yield dec.decompress(chunk, _OUT_STEP)
+    while not getattr(dec, "needs_input", True) and not dec.eof:
+        yield dec.decompress(b"", _OUT_STEP)
+
+
 def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | ScanError]:
     where = blob.member_name
     try:
@@ -43,30 +64,26 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
     except (ImportError, NotImplementedError) as exc:
         yield ScanError(blob.path, f"cannot decompress {blob.format}: {exc}", where, "inputs.compressed", type(exc).__name__)
         return
-    limit = limits.max_member_in_memory
     out: list[bytes] = []
-    total = 0
+    total = consumed = 0
     try:
         with blob.open() as fh:
-            while True:
-                chunk = fh.read(_CHUNK)
-                if not chunk:
-                    break
-                piece = dec.decompress(chunk)
-                total += len(piece)
-                if total > limit:
-                    yield Anomaly(
-                        "MLSEC-ARCHIVE-005",
-                        blob.path,
-                        where,
-                        f"{blob.format} stream expands past {limit} bytes (from {blob.size})",
-                        {"compressed_size": blob.size, "limit": limit},
-                        blob.sha256,
-                    )
-                    return
-                out.append(piece)
-                if getattr(dec, "eof", False):
-                    break
+            while not dec.eof and (chunk := fh.read(_IN_CHUNK)):
+                consumed += len(chunk)
+                for piece in _pieces(dec, chunk):
+                    total += len(piece)
+                    bomb = total > limits.ratio_floor and total > limits.max_ratio * consumed
+                    if bomb or total > limits.max_member_in_memory:
+                        yield Anomaly(
+                            "MLSEC-ARCHIVE-005",
+                            blob.path,
+                            where,
+                            f"{blob.format} stream expanded {consumed} bytes into more than {total}; not unpacked further",
+                            {"compressed_read": consumed, "expanded": total, "max_ratio": limits.max_ratio},
+                            blob.sha256,
+                        )
+                        return
+                    out.append(piece)
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
         yield ScanError(
             blob.path,
@@ -77,10 +94,10 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
         )
         if not out:
             return
-    data = b"".join(out)
-    if not getattr(dec, "eof", True):
-        yield ScanError(
-            blob.path, f"{blob.format} stream is truncated after {total} bytes", where, "inputs.compressed", "EOFError"
-        )
-    name = blob.path.rsplit("/", 1)[-1] if not blob.member else blob.member[-1].rsplit("/", 1)[-1]
-    yield MemberData(f"{name}:{blob.format}-payload", data)
+    else:
+        if not dec.eof:
+            yield ScanError(
+                blob.path, f"{blob.format} stream is truncated after {total} bytes", where, "inputs.compressed", "EOFError"
+            )
+    name = blob.member[-1] if blob.member else blob.path
+    yield MemberData(f"{name.rsplit('/', 1)[-1]}:{blob.format}-payload", b"".join(out))

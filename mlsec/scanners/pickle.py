@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import _compat_pickle
 import ast
+import contextlib
+import io
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -96,6 +98,14 @@ def analyze_stream(
     stream: BinaryIO, blob: Blob, ctx: ScanContext, *, base_offset: int = 0, member: str | None = None
 ) -> Iterator[Finding]:
     """Findings for the pickle(s) in `stream`; used by this scanner and by pytorch/numpy scanners."""
+    findings, _ = analyze(stream, blob, ctx, base_offset=base_offset, member=member)
+    yield from findings
+
+
+def analyze(
+    stream: BinaryIO, blob: Blob, ctx: ScanContext, *, base_offset: int = 0, member: str | None = None
+) -> tuple[list[Finding], PickleAnalysis]:
+    """The findings and the raw analysis of the pickle(s) in `stream`."""
     analysis = PickleMachine(ctx.limits).run(stream, base_offset)
     findings = list(_judge(analysis, blob, ctx, member))
     if analysis.error is not None:
@@ -110,8 +120,8 @@ def analyze_stream(
                 member=member,
             )
         )
-    yield from findings
     log.debug("%s: %d opcodes, %d pickles, %d globals", blob.display, analysis.opcodes, analysis.pickles, len(analysis.imports))
+    return findings, analysis
 
 
 def _judge(analysis: PickleAnalysis, blob: Blob, ctx: ScanContext, member: str | None) -> Iterator[Finding]:
@@ -122,11 +132,14 @@ def _judge(analysis: PickleAnalysis, blob: Blob, ctx: ScanContext, member: str |
         if key in seen:
             seen[key][1] += 1
             continue
-        candidates = [key]
-        if analysis.protocol < 3:
-            candidates.append(_py2_names(*key))
-        verdicts = [(policy.classify(m, n), f"{m}.{n}") for m, n in candidates]
-        (rule_id, why), resolved = max(verdicts, key=lambda v: _rank(ctx.ruleset, v[0][0]))
+        # Protocols 0-2 import the mapped name (fix_imports); the raw name still counts when denied.
+        mapped = _py2_names(*key) if analysis.protocol < 3 else key
+        rule_id, why = policy.classify(*mapped)
+        resolved = f"{mapped[0]}.{mapped[1]}"
+        if mapped != key:
+            raw_rule, raw_why = policy.classify(*key)
+            if raw_rule not in (None, "MLSEC-PICKLE-005") and _rank(ctx.ruleset, raw_rule) > _rank(ctx.ruleset, rule_id):
+                rule_id, why, resolved = raw_rule, raw_why, f"{key[0]}.{key[1]}"
         seen[key] = [event, 1, rule_id, why, resolved]
     for (module, name), (event, count, rule_id, why, resolved) in seen.items():
         if rule_id is None:
@@ -185,9 +198,10 @@ def second_opinion(data: bytes, blob: Blob, ctx: ScanContext, own: Sequence[Find
         from fickling.analysis import check_safety  # noqa: PLC0415
         from fickling.fickle import Pickled  # noqa: PLC0415
 
-        pickled = Pickled.load(data)
-        results = check_safety(pickled)
-        decompiled = ast.unparse(pickled.ast)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            pickled = Pickled.load(data)
+            results = check_safety(pickled)
+            decompiled = ast.unparse(pickled.ast)
     except Exception as exc:  # noqa: BLE001 - fickling is a second opinion; its failures are logged only
         log.debug("%s: fickling could not analyse: %s", blob.display, exc)
         return list(own)
@@ -220,8 +234,9 @@ class PickleScanner:
 
     def scan(self, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
         with blob.open() as stream:
-            own = list(analyze_stream(stream, blob, ctx))
-        if blob.size > _SECOND_OPINION_MAX_BYTES:
+            own, analysis = analyze(stream, blob, ctx)
+        # fickling reads one plain pickle: joblib's inline arrays and concatenated pickles confuse it.
+        if blob.size > _SECOND_OPINION_MAX_BYTES or analysis.joblib_arrays or analysis.pickles > 1:
             yield from own
             return
         data = blob.data if blob.data is not None else blob.head(_SECOND_OPINION_MAX_BYTES)

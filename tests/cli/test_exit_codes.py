@@ -1,0 +1,118 @@
+"""Every documented exit code, through the real `mlsec` command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlsec.cli import main
+from tests.conftest import fixture
+
+
+def _mlsec(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlsec", *args], capture_output=True, text=True, cwd=cwd, timeout=300, env=os.environ
+    )
+
+
+def test_0_clean() -> None:
+    result = _mlsec("scan", fixture("models/benign/state_dict.pt"))
+    assert result.returncode == 0, result.stderr
+    assert "no findings" in result.stdout
+
+
+def test_1_blocked_by_default_threshold() -> None:
+    result = _mlsec("scan", fixture("models/malicious/os_system_protocol2.pkl"))
+    assert result.returncode == 1
+    assert "MLSEC-PICKLE-001" in result.stdout
+
+
+def test_fail_on_raises_and_lowers_the_bar() -> None:
+    medium = fixture("models/malicious/unknown_class_build.pkl")
+    assert _mlsec("scan", medium).returncode == 0
+    assert _mlsec("scan", "--fail-on", "medium", medium).returncode == 1
+    assert _mlsec("scan", "--fail-on", "critical", fixture("archives/hostile/traversal.zip")).returncode == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("scan",),
+        ("scan", "/no/such/path"),
+        ("scan", "--fail-on", "severe", "."),
+        ("scan", "-o", "xml", "."),
+        ("scan", "-o", "json", "-o", "table", "."),
+    ],
+)
+def test_2_usage(args: tuple[str, ...]) -> None:
+    result = _mlsec(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_2_invalid_rules_dir_lists_every_problem(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text(
+        '[[rule]]\nid = "X-1"\nname = "x"\nseverity = "severe"\ntitle = "t"\nhelp = "h"\n'
+        '[[rule]]\nid = "X-2"\nname = "y"\nseverity = "low"\ntitle = "t"\nhelp = "h"\nframeworks = { nist = ["A"] }\n'
+    )
+    result = _mlsec("scan", "--rules", str(tmp_path), fixture("models/benign/weights.npy"))
+    assert result.returncode == 2
+    assert "X-1" in result.stderr
+    assert "X-2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_3_incomplete_when_nothing_blocks() -> None:
+    result = _mlsec("scan", fixture("models/malformed/truncated.pt"), fixture("models/benign/weights.npy"))
+    assert result.returncode == 3
+    assert "truncated.pt" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_1_wins_over_3() -> None:
+    result = _mlsec("scan", fixture("models/malformed/truncated.pt"), fixture("models/malicious/payload.joblib"))
+    assert result.returncode == 1
+
+
+def test_4_internal_error_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("mlsec.cli.scan.scan", broken)
+    result = CliRunner().invoke(main, ["scan", fixture("models/benign/weights.npy")])
+    assert result.exit_code == 4
+    assert "internal error" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_outputs_to_files_and_never_over_an_input(tmp_path: Path) -> None:
+    evil = tmp_path / "m.pkl"
+    evil.write_bytes(Path(fixture("models/malicious/os_system_protocol2.pkl")).read_bytes())
+    result = _mlsec("scan", str(evil), "-o", f"json={tmp_path / 'r.json'}", "-o", f"sarif={tmp_path / 'r.sarif'}")
+    assert result.returncode == 1
+    assert json.loads((tmp_path / "r.json").read_text())["findings"][0]["rule_id"] == "MLSEC-PICKLE-001"
+    assert json.loads((tmp_path / "r.sarif").read_text())["version"] == "2.1.0"
+    before = evil.read_bytes()
+    clash = _mlsec("scan", str(evil), "-o", f"json={evil}")
+    assert clash.returncode == 2
+    assert "over an input" in clash.stderr
+    assert evil.read_bytes() == before
+
+
+def test_rules_list_and_show() -> None:
+    listing = _mlsec("rules", "list", "--json")
+    assert listing.returncode == 0
+    ids = [r["id"] for r in json.loads(listing.stdout)["rules"]]
+    assert "MLSEC-PICKLE-001" in ids
+    shown = _mlsec("rules", "show", "mlsec-archive-001")
+    assert shown.returncode == 0
+    assert "CWE-22" in shown.stdout
+    missing = _mlsec("rules", "show", "MLSEC-NOPE-001")
+    assert missing.returncode == 2
+    assert "unknown rule id" in missing.stderr

@@ -1,0 +1,40 @@
+"""Shared test helpers: fixture paths, and the sentinel guard that proves nothing scanned ever ran."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def fixture(rel: str) -> str:
+    """Path of a committed fixture, as a string the scanner reports back."""
+    path = FIXTURES / rel
+    assert path.is_file(), f"missing fixture {rel}: run python fixtures/build.py"
+    return str(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sentinel_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every malicious fixture's payload touches $MLSEC_SENTINEL; the run fails if it ever appears."""
+    sentinel = tmp_path_factory.mktemp("sentinel") / "EXECUTED"
+    old = os.environ.get("MLSEC_SENTINEL")
+    os.environ["MLSEC_SENTINEL"] = str(sentinel)
+    yield sentinel
+    if old is None:
+        os.environ.pop("MLSEC_SENTINEL", None)
+    else:
+        os.environ["MLSEC_SENTINEL"] = old
+    assert not sentinel.exists(), "a scanned payload was EXECUTED: the sentinel file exists"
+
+
+@pytest.fixture(autouse=True)
+def _sentinel_after_each_test(sentinel_guard: Path) -> Iterator[None]:
+    yield
+    assert not sentinel_guard.exists(), "a scanned payload was EXECUTED during this test"

@@ -1,0 +1,53 @@
+"""fixtures/expected.toml against rules/: each case raises exactly its rules, and every rule is raised."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from mlsec import ScanLimits, load_ruleset, scan
+from tests.conftest import FIXTURES, fixture
+
+EXPECTED = tomllib.loads((FIXTURES / "expected.toml").read_text())
+CASES = EXPECTED["case"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c['path']}{'+limits' if 'limits' in c else ''}" for c in CASES])
+def test_fixture_raises_exactly_its_rules(case: dict) -> None:
+    limits = ScanLimits(**case.get("limits", {}))
+    report = scan([fixture(case["path"])], limits=limits)
+    assert sorted({f.rule_id for f in report.findings}) == sorted(case["rules"])
+    assert len(report.errors) == case.get("errors", 0), report.errors
+
+
+def test_every_rule_is_raised_by_some_fixture() -> None:
+    raised = {rule for case in CASES for rule in case["rules"]}
+    untested = set(EXPECTED.get("untested", {}))
+    rules = set(load_ruleset().rules)
+    assert rules - raised - untested == set(), "rules that no fixture raises"
+    assert untested <= rules, "[untested] names rules that do not exist"
+    assert not (untested & raised), "a rule listed as untested is raised by a fixture: remove it from [untested]"
+
+
+def test_every_fixture_file_has_a_case() -> None:
+    listed = {case["path"] for case in CASES}
+    on_disk = {
+        str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*") if p.is_file() and p.suffix not in (".py", ".toml", ".md")
+    }
+    assert on_disk == listed
+
+
+def test_benign_fixtures_raise_nothing() -> None:
+    report = scan([str(FIXTURES / "models" / "benign")])
+    assert report.findings == ()
+    assert report.errors == ()
+    assert len([a for a in report.artifacts if a.member is None]) == len(list((FIXTURES / "models" / "benign").iterdir()))
+
+
+def test_fixtures_rebuild_byte_for_byte() -> None:
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, str(FIXTURES / "build.py"), "--check"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,23 @@
+"""Acceptance on the labelled corpus: every malicious file blocks on its own path, no benign file does."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from mlsec import Severity, scan
+from tests.conftest import CORPUS
+
+pytestmark = pytest.mark.skipif(not (CORPUS / "labels.csv").is_file(), reason="shared corpus not present")
+
+
+def test_corpus_recall_and_false_positives() -> None:
+    rows = list(csv.DictReader((CORPUS / "labels.csv").open()))
+    report = scan([str(CORPUS / r["file"]) for r in rows])
+    blocking = {f.location.path for f in report.findings if f.severity >= Severity.HIGH}
+    missed = [r["file"] for r in rows if r["label"] == "malicious" and str(CORPUS / r["file"]) not in blocking]
+    flagged = [r["file"] for r in rows if r["label"] == "benign" and str(CORPUS / r["file"]) in blocking]
+    assert missed == []
+    assert flagged == []
+    assert report.errors == ()

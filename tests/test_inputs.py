@@ -1,0 +1,97 @@
+"""Hostile and broken inputs: findings or errors with the path, never a crash, a hang or a traceback."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from mlsec import ScanLimits, scan
+from tests.conftest import fixture
+
+
+def test_one_unreadable_file_never_stops_the_others(tmp_path: Path) -> None:
+    broken = fixture("models/malformed/truncated.pt")
+    evil = fixture("models/malicious/os_system_protocol2.pkl")
+    report = scan([broken, evil])
+    assert [e.path for e in report.errors] == [broken]
+    assert {f.location.path for f in report.findings} == {evil}
+
+
+def test_directory_walk_skips_symlinks_and_empty_files(tmp_path: Path) -> None:
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    os.symlink("/etc/passwd", tmp_path / "link.pkl")
+    os.symlink("/etc", tmp_path / "linkdir")
+    report = scan([str(tmp_path)])
+    reasons = {Path(s.path).name: s.reason for s in report.skipped}
+    assert set(reasons) == {"empty.pkl", "link.pkl", "linkdir"}
+    assert "symbolic link" in reasons["link.pkl"]
+
+
+def test_location_path_is_the_given_path_joined_with_the_walk(tmp_path: Path) -> None:
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    (sub / "m.pkl").write_bytes(b"\x80\x02cos\nsystem\n.")
+    report = scan([str(tmp_path / "a")])
+    assert report.findings[0].location.path == os.path.join(str(tmp_path / "a"), "b", "m.pkl")
+
+
+def test_member_chain_names_every_archive_level() -> None:
+    report = scan([fixture("models/malicious/zip_in_tar_in_gzip.tgz")])
+    [finding] = report.findings
+    assert finding.location.member == "zip_in_tar_in_gzip.tgz:gzip-payload → outer/inner.zip → m.pkl"
+
+
+def test_suffix_is_only_a_hint(tmp_path: Path) -> None:
+    renamed = tmp_path / "weights.safetensors"
+    renamed.write_bytes(Path(fixture("models/malicious/os_system_protocol2.pkl")).read_bytes())
+    report = scan([str(renamed)])
+    assert report.artifacts[0].format == "pickle"
+    assert {f.rule_id for f in report.findings} == {"MLSEC-PICKLE-001"}
+
+
+def test_zip_bomb_is_refused_by_declared_ratio_before_reading() -> None:
+    report = scan([fixture("archives/hostile/bomb.zip")])
+    assert {f.rule_id for f in report.findings} == {"MLSEC-ARCHIVE-005"}
+    assert [a.member for a in report.artifacts] == [None]
+
+
+def test_lying_zip_sizes_are_bounded_by_actual_expansion(tmp_path: Path) -> None:
+    path = tmp_path / "liar.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.bin", b"\0" * (4 << 20))
+    report = scan([str(path)], limits=ScanLimits(max_member_in_memory=1 << 20, ratio_floor=1 << 30))
+    assert report.errors
+    assert "exceeds the in-memory limit" in report.errors[0].reason
+
+
+def test_member_count_limit() -> None:
+    report = scan([fixture("models/benign/weights.npz")], limits=ScanLimits(max_members=1))
+    assert {f.rule_id for f in report.findings} == {"MLSEC-ARCHIVE-007"}
+
+
+def test_crc_mismatch_still_scans_the_payload_the_loader_would_read() -> None:
+    report = scan([fixture("archives/hostile/crc_mismatch.zip")])
+    assert {f.rule_id for f in report.findings} == {"MLSEC-ARCHIVE-008", "MLSEC-PICKLE-001"}
+
+
+def test_duplicate_names_scan_both_copies() -> None:
+    report = scan([fixture("archives/hostile/duplicate_names.zip")])
+    pickles = [a for a in report.artifacts if a.format == "pickle"]
+    assert len(pickles) == 2
+
+
+def test_truncated_zip_is_an_error_with_its_path() -> None:
+    path = fixture("archives/hostile/truncated.zip")
+    report = scan([path])
+    assert [(e.path, e.scanner) for e in report.errors] == [(path, "inputs.zip")]
+
+
+def test_nothing_is_written_next_to_the_inputs(tmp_path: Path) -> None:
+    target = tmp_path / "in"
+    target.mkdir()
+    for rel in ("archives/hostile/traversal.zip", "models/malicious/pickle_in_tar.tar.gz", "models/malicious/pickle_in_7z.7z"):
+        (target / Path(rel).name).write_bytes(Path(fixture(rel)).read_bytes())
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    scan([str(target)])
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before

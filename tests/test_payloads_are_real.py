@@ -1,0 +1,28 @@
+"""The sentinel guard is only proof if the payloads work: load some, on purpose, in a throw-away child."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fixture
+
+LOADERS = {
+    "models/malicious/os_system_protocol2.pkl": "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))",
+    "models/malicious/memoized_stack_global.pkl": "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))",
+    "models/malicious/py2_builtin_eval.pkl": "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))",
+    "models/malicious/payload_zlib.joblib": "import joblib,sys; joblib.load(sys.argv[1])",
+    "models/malicious/object_array.npy": "import numpy,sys; numpy.load(sys.argv[1], allow_pickle=True)",
+}
+
+
+@pytest.mark.parametrize("rel", sorted(LOADERS))
+def test_loading_the_fixture_would_run_its_payload(rel: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    env = {**os.environ, "MLSEC_SENTINEL": str(marker)}
+    subprocess.run([sys.executable, "-c", LOADERS[rel], fixture(rel)], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    assert marker.exists(), f"{rel} did not run its payload when loaded: the sentinel guard would prove nothing"
