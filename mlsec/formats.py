@@ -12,6 +12,27 @@ COMPRESSED = frozenset({"gzip", "bz2", "xz", "lzma", "zlib", "lz4", "zstd"})
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _PICKLE_STARTS = frozenset(b"(c]})NIJKLMFGSTUVX")
 _ONNX_SUFFIXES = (".onnx", ".ort")
+# Names that promise a model: an empty file by such a name is broken, not merely uninteresting.
+MODEL_SUFFIXES = (
+    ".pkl",
+    ".pickle",
+    ".joblib",
+    ".dill",
+    ".pt",
+    ".pth",
+    ".bin",
+    ".ckpt",
+    ".npy",
+    ".npz",
+    ".onnx",
+    ".ort",
+    ".h5",
+    ".hdf5",
+    ".keras",
+    ".safetensors",
+    ".gguf",
+    ".sav",
+)
 _STORAGE_RE = re.compile(r"(^|/)data/\d+$")
 
 

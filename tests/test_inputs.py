@@ -18,13 +18,21 @@ def test_one_unreadable_file_never_stops_the_others(tmp_path: Path) -> None:
     assert {f.location.path for f in report.findings} == {evil}
 
 
+def test_empty_model_file_is_an_error_other_empty_files_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"")
+    (tmp_path / "__init__.py").write_bytes(b"")
+    report = scan([str(tmp_path)])
+    assert [Path(e.path).name for e in report.errors] == ["model.pt"]
+    assert [Path(s.path).name for s in report.skipped] == ["__init__.py"]
+
+
 def test_directory_walk_skips_symlinks_and_empty_files(tmp_path: Path) -> None:
-    (tmp_path / "empty.pkl").write_bytes(b"")
+    (tmp_path / "empty.txt").write_bytes(b"")
     os.symlink("/etc/passwd", tmp_path / "link.pkl")
     os.symlink("/etc", tmp_path / "linkdir")
     report = scan([str(tmp_path)])
     reasons = {Path(s.path).name: s.reason for s in report.skipped}
-    assert set(reasons) == {"empty.pkl", "link.pkl", "linkdir"}
+    assert set(reasons) == {"empty.txt", "link.pkl", "linkdir"}
     assert "symbolic link" in reasons["link.pkl"]
 
 

@@ -85,7 +85,10 @@ def _file(path: str, limits: ScanLimits) -> Iterator[Event]:
         yield ScanError(path, f"cannot read: {exc.strerror or exc}", error_type=type(exc).__name__)
         return
     if size == 0:
-        yield Skipped(path, "empty file")
+        if path.lower().endswith(formats.MODEL_SUFFIXES):
+            yield ScanError(path, "empty file where a model was expected (truncated download?)", error_type="EOFError")
+        else:
+            yield Skipped(path, "empty file")
         return
     opener = partial(_open_binary, path)
     fmt = formats.sniff(head, last_byte=last, name=path)
