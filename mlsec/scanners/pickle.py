@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, ClassVar
 
 from mlsec.artifacts import Blob
+from mlsec.errors import RuleError
 from mlsec.findings import Finding, Severity
 from mlsec.rules import RuleSet
 from mlsec.scanners._pickle_vm import PickleAnalysis, PickleMachine
@@ -25,13 +26,8 @@ from mlsec.scanners.base import ScanContext
 
 log = logging.getLogger(__name__)
 
-# Deny categories in the order they are checked; each list belongs to the rule that names it.
-_CATEGORIES = (
-    ("pickle_code_execution", "MLSEC-PICKLE-001"),
-    ("pickle_filesystem_network", "MLSEC-PICKLE-002"),
-    ("pickle_import_machinery", "MLSEC-PICKLE-003"),
-    ("pickle_reflection", "MLSEC-PICKLE-004"),
-)
+# Deny categories in the order they are checked; each list belongs to the rule whose `lists` names it.
+_CATEGORIES = ("pickle_code_execution", "pickle_filesystem_network", "pickle_import_machinery", "pickle_reflection")
 _SECOND_OPINION_MAX_BYTES = 2 << 20
 _SOURCE = "mlsec pickle analyser"
 _DECOMPILED_CHARS = 1500
@@ -41,6 +37,7 @@ _DECOMPILED_CHARS = 1500
 class _Policy:
     categories: tuple[tuple[Mapping[str, Sequence[str]], str], ...]
     dangerous_names: frozenset[str]
+    dangerous_rule: str
     safe: Mapping[str, frozenset[str]]
     patterns: tuple[tuple[str, re.Pattern[str]], ...]
 
@@ -52,7 +49,7 @@ class _Policy:
                 if _listed(table, mod, attr):
                     return rule_id, f"listed in {rule_id} deny list"
         if last in self.dangerous_names:
-            return "MLSEC-PICKLE-001", f"name {last!r} is a known dangerous callable"
+            return self.dangerous_rule, f"name {last!r} is a known dangerous callable"
         if name in self.safe.get(module, ()):
             return None, "allowlisted"
         if "." in name:
@@ -79,12 +76,20 @@ def _policy(ruleset: RuleSet) -> _Policy:
     cached = _POLICIES.get(ruleset.digest)
     if cached is None:
         cached = _POLICIES[ruleset.digest] = _Policy(
-            categories=tuple((ruleset.list(lst), rid) for lst, rid in _CATEGORIES),
+            categories=tuple((ruleset.list(lst), _rule_for_list(ruleset, lst)) for lst in _CATEGORIES),
             dangerous_names=frozenset(ruleset.list("pickle_dangerous_names")["names"]),
+            dangerous_rule=_rule_for_list(ruleset, "pickle_dangerous_names"),
             safe={m: frozenset(n) for m, n in ruleset.list("pickle_safe_globals").items()},
             patterns=tuple((p["module"], re.compile(p["name"])) for p in ruleset.list("pickle_safe_patterns")),
         )
     return cached
+
+
+def _rule_for_list(ruleset: RuleSet, list_name: str) -> str:
+    owners = [r.id for r in ruleset.rules.values() if list_name in r.lists]
+    if len(owners) != 1:
+        raise RuleError(f"list {list_name!r} must belong to exactly one rule, found {owners or 'none'}")
+    return owners[0]
 
 
 def _py2_names(module: str, name: str) -> tuple[str, str]:
