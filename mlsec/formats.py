@@ -34,6 +34,14 @@ MODEL_SUFFIXES = (
     ".sav",
 )
 _STORAGE_RE = re.compile(r"(^|/)data/\d+$")
+_TF_SHARD_RE = re.compile(r"\.data-\d{5}-of-\d{5}$")
+# Formats whose artifacts are models (the rest are archives, data or other files).
+MODEL_FORMATS = frozenset(
+    {
+        "pickle", "pytorch-zip", "pytorch-legacy", "numpy", "numpy-npz", "onnx", "keras-v3", "hdf5", "safetensors",
+        "gguf", "tflite", "tf-savedmodel", "tf-graphdef", "xgboost-json", "xgboost-ubj", "lightgbm", "pmml",
+    }
+)  # fmt: skip
 
 
 def sniff(head: bytes, *, last_byte: bytes = b"", name: str = "") -> str:
@@ -51,21 +59,42 @@ def sniff(head: bytes, *, last_byte: bytes = b"", name: str = "") -> str:
         return "7z"
     if head.startswith(b"GGUF"):
         return "gguf"
+    if head[4:8] == b"TFL3":
+        return "tflite"
     if len(head) > 262 and head[257:262] == b"ustar":
         return "tar"
     compressed = _compression(head)
     if compressed:
         return compressed
+    if _TF_SHARD_RE.search(lower) or lower.endswith((".ckpt.index", "variables.index")):
+        return "tf-checkpoint"
     if _is_pickle(head, last_byte):
         return "pickle"
-    if _is_safetensors(head):
+    if _is_safetensors(head) or lower.endswith(".safetensors"):
         return "safetensors"
     if lower.endswith(_ONNX_SUFFIXES) and head[:1] == b"\x08":
         return "onnx"
-    stripped = head.lstrip()
+    if lower.endswith(".pb"):
+        return _protobuf_kind(lower)
+    if head.startswith(b"tree\nversion=v"):
+        return "lightgbm"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"{L") and b"learner" in stripped[:32]:
+        return "xgboost-ubj"
     if stripped[:1] in (b"{", b"["):
-        return "json"
+        return "xgboost-json" if b'"learner"' in stripped[:64] else "json"
+    if stripped.startswith(b"<"):
+        return "pmml" if b"<PMML" in head else "xml"
     return "unknown"
+
+
+def _protobuf_kind(lower: str) -> str:
+    base = lower.rsplit("/", 1)[-1]
+    if base == "saved_model.pb":
+        return "tf-savedmodel"
+    if base in ("fingerprint.pb", "keras_metadata.pb"):
+        return "tf-metadata"
+    return "tf-graphdef"
 
 
 def refine_zip(names: Sequence[str], name: str = "") -> str:

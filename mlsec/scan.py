@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from mlsec import __version__, formats, inputs
 from mlsec.artifacts import Artifact, ArtifactKind, Blob
 from mlsec.errors import MlsecError
-from mlsec.findings import Evidence, Finding, Location
+from mlsec.findings import Evidence, Finding, JSONScalar, Location
 from mlsec.inputs.events import Anomaly
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, ScanReport, Skipped
@@ -19,10 +19,6 @@ from mlsec.rules import RuleSet, load_ruleset
 from mlsec.scanners import ScanContext, scanners_for
 
 log = logging.getLogger(__name__)
-
-_MODEL_FORMATS = frozenset(
-    {"pickle", "pytorch-zip", "pytorch-legacy", "numpy", "numpy-npz", "onnx", "keras-v3", "hdf5", "safetensors", "gguf"}
-)
 
 
 def scan(
@@ -81,10 +77,8 @@ def _scan_blob(
 ) -> None:
     chosen = scanners_for(blob.format)
     container = blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED
-    if not blob.member or chosen or container:
-        artifacts.append(_artifact(blob))
     if not chosen and not container and not blob.member:
-        skipped.append(Skipped(blob.path, f"no scanner for format {blob.format!r}"))
+        skipped.append(Skipped(blob.path, _skip_reason(blob, ctx.ruleset)))
     for scanner in chosen:
         started = time.perf_counter()
         try:
@@ -102,10 +96,12 @@ def _scan_blob(
                 ScanError(blob.path, f"{type(exc).__name__}: {exc}", blob.member_name, scanner.name, type(exc).__name__)
             )
         log.debug("%s scanned %s in %.3fs", scanner.name, blob.display, time.perf_counter() - started)
+    if not blob.member or chosen or container:
+        artifacts.append(_artifact(blob, ctx.facts_of(blob)))
 
 
-def _artifact(blob: Blob) -> Artifact:
-    if blob.format in _MODEL_FORMATS:
+def _artifact(blob: Blob, facts: dict[str, JSONScalar]) -> Artifact:
+    if blob.format in formats.MODEL_FORMATS:
         kind = ArtifactKind.MODEL
     elif blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED:
         kind = ArtifactKind.ARCHIVE
@@ -119,7 +115,16 @@ def _artifact(blob: Blob) -> Artifact:
         sha256=blob.sha256,
         size=blob.size,
         parent_sha256=blob.parent_sha256,
+        facts=facts,
     )
+
+
+def _skip_reason(blob: Blob, ruleset: RuleSet) -> str:
+    """Why nothing read this file: a known format mlsec cannot inspect (rules/formats.toml), or an unknown one."""
+    known: dict[str, str] = ruleset.lists.get("unsupported_formats", {})
+    name = blob.path.lower()
+    reason = known.get(blob.format) or next((why for suffix, why in known.items() if name.endswith(suffix)), None)
+    return reason or f"no scanner for format {blob.format!r}"
 
 
 def _anomaly(event: Anomaly, ruleset: RuleSet) -> Finding:

@@ -17,6 +17,16 @@ LOADERS = {
     "models/malicious/py2_builtin_eval.pkl": "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))",
     "models/malicious/payload_zlib.joblib": "import joblib,sys; joblib.load(sys.argv[1])",
     "models/malicious/object_array.npy": "import numpy,sys; numpy.load(sys.argv[1], allow_pickle=True)",
+    # a llama.cpp server that renders the chat template without a sandbox (CVE-2024-34359)
+    "models/malicious/gguf_chat_template_ssti.gguf": (
+        "import gguf,jinja2,sys; f=gguf.GGUFReader(sys.argv[1]).fields['tokenizer.chat_template'];"
+        "jinja2.Template(bytes(f.parts[f.data[0]]).decode()).render(messages=[])"
+    ),
+    # a tool that trusts the metadata it finds in a safetensors header
+    "models/malicious/safetensors_metadata_pickle.safetensors": (
+        "import base64,json,pickle,sys; d=open(sys.argv[1],'rb').read(); n=int.from_bytes(d[:8],'little');"
+        "pickle.loads(base64.b64decode(json.loads(d[8:8+n])['__metadata__']['config']))"
+    ),
 }
 
 

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from mlsec.scanners.base import ScanContext, Scanner
+from mlsec.scanners.gguf import GgufScanner
 from mlsec.scanners.keras import KerasScanner
 from mlsec.scanners.numpy import NumpyScanner
 from mlsec.scanners.onnx import OnnxScanner
 from mlsec.scanners.pickle import PickleScanner
 from mlsec.scanners.pytorch import PyTorchScanner
+from mlsec.scanners.safetensors import SafetensorsScanner
 
-SCANNERS: tuple[Scanner, ...] = (PickleScanner(), PyTorchScanner(), NumpyScanner(), OnnxScanner(), KerasScanner())
+SCANNERS: tuple[Scanner, ...] = (
+    PickleScanner(),
+    PyTorchScanner(),
+    NumpyScanner(),
+    OnnxScanner(),
+    KerasScanner(),
+    SafetensorsScanner(),
+    GgufScanner(),
+)
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}
 for _scanner in SCANNERS:

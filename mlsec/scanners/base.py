@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from mlsec.artifacts import Blob
@@ -16,6 +16,15 @@ from mlsec.rules import RuleSet
 class ScanContext:
     ruleset: RuleSet
     limits: ScanLimits
+    _facts: dict[tuple[str, tuple[str, ...]], dict[str, JSONScalar]] = field(default_factory=dict, repr=False)
+
+    def describe(self, blob: Blob, **facts: JSONScalar) -> None:
+        """Record what a scanner learned about `blob` (opset, producer, parameters...) for its Artifact."""
+        self._facts.setdefault((blob.path, blob.member), {}).update(facts)
+
+    def facts_of(self, blob: Blob) -> dict[str, JSONScalar]:
+        """The facts recorded for `blob`, removed from the context."""
+        return self._facts.pop((blob.path, blob.member), {})
 
     def finding(
         self,
