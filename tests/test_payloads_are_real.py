@@ -22,6 +22,13 @@ LOADERS = {
         "import gguf,jinja2,sys; f=gguf.GGUFReader(sys.argv[1]).fields['tokenizer.chat_template'];"
         "jinja2.Template(bytes(f.parts[f.data[0]]).decode()).render(messages=[])"
     ),
+    # Keras 3 with safe_mode off (as tutorials tell users to do for Lambda layers), and legacy HDF5
+    "models/malicious/keras_lambda.keras": (
+        "import os; os.environ['KERAS_BACKEND']='torch'; import keras,sys; keras.saving.load_model(sys.argv[1], safe_mode=False)"
+    ),
+    "models/malicious/keras_lambda.h5": (
+        "import os; os.environ['KERAS_BACKEND']='torch'; import keras,sys; keras.saving.load_model(sys.argv[1], safe_mode=False)"
+    ),
     # a tool that trusts the metadata it finds in a safetensors header
     "models/malicious/safetensors_metadata_pickle.safetensors": (
         "import base64,json,pickle,sys; d=open(sys.argv[1],'rb').read(); n=int.from_bytes(d[:8],'little');"

@@ -85,6 +85,19 @@ def _policy(ruleset: RuleSet) -> _Policy:
     return cached
 
 
+def denied_global(ruleset: RuleSet, module: str, name: str) -> str | None:
+    """Why `module.name` is on a pickle deny list (code execution, files, imports, reflection), else None.
+
+    Other formats that name Python callables (Keras configs) judge them by the same lists.
+    """
+    policy = _policy(ruleset)
+    rule_id, why = policy.classify(module, name)
+    denied = {rule for _, rule in policy.categories} | {policy.dangerous_rule}
+    if rule_id not in denied:
+        return None
+    return why if rule_id in why else f"{why} ({rule_id})"
+
+
 def _rule_for_list(ruleset: RuleSet, list_name: str) -> str:
     owners = [r.id for r in ruleset.rules.values() if list_name in r.lists]
     if len(owners) != 1:
