@@ -14,9 +14,9 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 
 
 def fixture(rel: str) -> str:
-    """Path of a committed fixture, as a string the scanner reports back."""
+    """Path of a committed fixture (a file, or a directory such as a SavedModel), as the scanner reports it."""
     path = FIXTURES / rel
-    assert path.is_file(), f"missing fixture {rel}: run python fixtures/build.py"
+    assert path.is_file() or path.is_dir(), f"missing fixture {rel}: run python fixtures/build.py"
     return str(path)
 
 

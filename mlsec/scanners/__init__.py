@@ -10,6 +10,8 @@ from mlsec.scanners.onnx import OnnxScanner
 from mlsec.scanners.pickle import PickleScanner
 from mlsec.scanners.pytorch import PyTorchScanner
 from mlsec.scanners.safetensors import SafetensorsScanner
+from mlsec.scanners.tensorflow import TensorFlowScanner
+from mlsec.scanners.tflite import TfliteScanner
 
 SCANNERS: tuple[Scanner, ...] = (
     PickleScanner(),
@@ -19,6 +21,8 @@ SCANNERS: tuple[Scanner, ...] = (
     KerasScanner(),
     SafetensorsScanner(),
     GgufScanner(),
+    TensorFlowScanner(),
+    TfliteScanner(),
 )
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}
