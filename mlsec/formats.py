@@ -84,7 +84,7 @@ def sniff(head: bytes, *, last_byte: bytes = b"", name: str = "") -> str:
     if stripped[:1] in (b"{", b"["):
         return "xgboost-json" if b'"learner"' in stripped[:64] else "json"
     if stripped.startswith(b"<"):
-        return "pmml" if b"<PMML" in head else "xml"
+        return "pmml" if b"<PMML" in head else "openvino-ir" if b"<net " in head else "xml"
     return "unknown"
 
 

@@ -8,10 +8,12 @@ from mlsec.scanners.keras import KerasScanner
 from mlsec.scanners.numpy import NumpyScanner
 from mlsec.scanners.onnx import OnnxScanner
 from mlsec.scanners.pickle import PickleScanner
+from mlsec.scanners.pmml import PmmlScanner
 from mlsec.scanners.pytorch import PyTorchScanner
 from mlsec.scanners.safetensors import SafetensorsScanner
 from mlsec.scanners.tensorflow import TensorFlowScanner
 from mlsec.scanners.tflite import TfliteScanner
+from mlsec.scanners.trees import TreeModelScanner
 
 SCANNERS: tuple[Scanner, ...] = (
     PickleScanner(),
@@ -23,6 +25,8 @@ SCANNERS: tuple[Scanner, ...] = (
     GgufScanner(),
     TensorFlowScanner(),
     TfliteScanner(),
+    TreeModelScanner(),
+    PmmlScanner(),
 )
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}
