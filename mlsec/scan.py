@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from mlsec import __version__, formats, inputs
@@ -17,6 +18,7 @@ from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, ScanReport, Skipped
 from mlsec.rules import RuleSet, load_ruleset
 from mlsec.scanners import ScanContext, scanners_for
+from mlsec.scanners.modelscan_bridge import SOURCE_PREFIX as SECOND_ENGINE
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ def scan(
                 raise
             log.exception("reading %s failed", path)
             errors.append(ScanError(path, f"reading stopped: {exc}", None, "inputs", type(exc).__name__))
+    findings = _corroborate(findings)
     findings.sort(key=Finding.sort_key)
     return ScanReport(
         tool_version=__version__,
@@ -117,6 +120,23 @@ def _artifact(blob: Blob, facts: dict[str, JSONScalar]) -> Artifact:
         parent_sha256=blob.parent_sha256,
         facts=facts,
     )
+
+
+def _corroborate(findings: list[Finding]) -> list[Finding]:
+    """Fold a second engine's finding into mlsec's own of the same rule on the same file, as a fact."""
+    second = [f for f in findings if f.evidence.source.startswith(SECOND_ENGINE)]
+    if not second:
+        return findings
+    own = [f for f in findings if not f.evidence.source.startswith(SECOND_ENGINE)]
+    confirmed = {(f.rule_id, f.location.path): f.evidence.source for f in second}
+    covered = {(f.rule_id, f.location.path) for f in own}
+    merged = [
+        replace(f, evidence=replace(f.evidence, facts={**f.evidence.facts, "confirmed_by": confirmed[key]}))
+        if (key := (f.rule_id, f.location.path)) in confirmed
+        else f
+        for f in own
+    ]
+    return merged + [f for f in second if (f.rule_id, f.location.path) not in covered]
 
 
 def _skip_reason(blob: Blob, ruleset: RuleSet) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mlsec.scanners.base import ScanContext, Scanner
 from mlsec.scanners.gguf import GgufScanner
 from mlsec.scanners.keras import KerasScanner
+from mlsec.scanners.modelscan_bridge import ModelscanScanner
 from mlsec.scanners.numpy import NumpyScanner
 from mlsec.scanners.onnx import OnnxScanner
 from mlsec.scanners.pickle import PickleScanner
@@ -27,6 +28,7 @@ SCANNERS: tuple[Scanner, ...] = (
     TfliteScanner(),
     TreeModelScanner(),
     PmmlScanner(),
+    ModelscanScanner(),
 )
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}
