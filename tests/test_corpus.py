@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(not (CORPUS / "labels.csv").is_file(), reason="s
 def test_corpus_recall_and_false_positives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The corpus payloads write a marker into the loader's working directory: scan from an empty one.
     monkeypatch.chdir(tmp_path)
-    rows = list(csv.DictReader((CORPUS / "labels.csv").open()))
+    with (CORPUS / "labels.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
     report = scan([str(CORPUS / r["file"]) for r in rows])
     assert list(tmp_path.iterdir()) == [], "a corpus payload ran during the scan"
     blocking = {f.location.path for f in report.findings if f.severity >= Severity.HIGH}

@@ -36,3 +36,14 @@ def test_a_finding_only_the_second_engine_has_is_kept_for_review() -> None:
         ("MLSEC-TF-002", "modelscan 0.8.8"),
     ]
     assert merged[0].evidence.facts == {"confirmed_by": "modelscan 0.8.8"}
+
+
+def test_an_operator_no_rule_maps_gets_the_generic_modelscan_rule() -> None:
+    from dataclasses import replace
+
+    from mlsec import load_ruleset
+
+    bundled = load_ruleset()
+    unmapped = replace(bundled, lists={**bundled.lists, "modelscan_operators": {}})
+    report = scan([fixture("models/malicious/keras_lambda.h5")], ruleset=unmapped)
+    assert sorted(f.rule_id for f in report.findings) == ["MLSEC-KERAS-001", "MLSEC-MODELSCAN-001"]
