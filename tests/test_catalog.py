@@ -57,3 +57,12 @@ def test_fixtures_rebuild_byte_for_byte() -> None:
     pytest.importorskip("torch")
     result = subprocess.run([sys.executable, str(FIXTURES / "build.py"), "--check"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_malicious_fixture_blocks_at_high_or_above() -> None:
+    from mlsec import Severity
+
+    malicious = FIXTURES / "models" / "malicious"
+    for entry in sorted(malicious.iterdir()):
+        report = scan([str(entry)])
+        assert any(f.severity >= Severity.HIGH for f in report.findings), f"{entry.name} raises nothing at high or above"
