@@ -34,7 +34,7 @@ def test_1_blocked_by_default_threshold() -> None:
 
 
 def test_fail_on_raises_and_lowers_the_bar() -> None:
-    medium = fixture("models/malicious/unknown_class_build.pkl")
+    medium = fixture("models/suspicious/unknown_class_build.pkl")
     assert _mlsec("scan", medium).returncode == 0
     assert _mlsec("scan", "--fail-on", "medium", medium).returncode == 1
     assert _mlsec("scan", "--fail-on", "critical", fixture("archives/hostile/traversal.zip")).returncode == 1
