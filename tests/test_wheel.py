@@ -1,4 +1,4 @@
-"""The built wheel carries rules/ as package data, and a scan from it uses that copy."""
+"""The built wheel carries rules/ and policies/ as package data, and a scan (and gate) from it uses that copy."""
 
 from __future__ import annotations
 
@@ -28,13 +28,33 @@ def test_installed_wheel_finds_its_bundled_rules_and_scans(tmp_path: Path) -> No
     module_file, rules_dir = where.stdout.split()
     assert module_file.startswith(str(site))
     assert rules_dir == str(site / "mlsec" / "_bundled" / "rules")
-    scan = subprocess.run(
-        [sys.executable, "-m", "mlsec", "scan", fixture("models/malicious/os_system_protocol2.pkl")],
+
+    def mlsec(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mlsec", *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+        )
+
+    scan = mlsec("scan", fixture("models/malicious/os_system_protocol2.pkl"))
+    assert scan.returncode == 1, scan.stderr
+    assert "MLSEC-PICKLE-001" in scan.stdout
+    # the shipped gates travel in the wheel too, and decide from there
+    gated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlsec",
+            "scan",
+            fixture("models/malicious/os_system_protocol2.pkl"),
+            "--gate",
+            "-o",
+            "json=r.json",
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         env=env,
         timeout=120,
     )
-    assert scan.returncode == 1, scan.stderr
-    assert "MLSEC-PICKLE-001" in scan.stdout
+    assert gated.returncode == 1, gated.stderr
+    assert "MLSEC-GATE-001" in gated.stderr
+    assert (site / "mlsec" / "_bundled" / "policies" / "gates" / "no_blocking_findings.rego").is_file()

@@ -10,8 +10,11 @@ import click
 
 from mlsec import __version__
 from mlsec.cli.exit_codes import ExitCode
+from mlsec.cli.gate import gate_command
+from mlsec.cli.policy import policy_group
 from mlsec.cli.rules import rules_group
 from mlsec.cli.scan import scan_command
+from mlsec.cli.serve import serve_command
 from mlsec.errors import MlsecError, OutputError, RuleError
 
 
@@ -52,3 +55,6 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 main.add_command(scan_command)
 main.add_command(rules_group)
+main.add_command(gate_command)
+main.add_command(policy_group)
+main.add_command(serve_command)

@@ -34,3 +34,45 @@ fail_on_option = click.option(
     show_default=True,
     help="Exit 1 when a finding is at or above this severity (info, low, medium, high, critical).",
 )
+
+
+def as_paths(values: tuple[str, ...]) -> list:
+    from pathlib import Path  # noqa: PLC0415
+
+    return [Path(v) for v in values]
+
+
+def _paths_option(flag: str, dest: str, help_text: str):  # noqa: ANN202 - a click decorator
+    return click.option(flag, dest, multiple=True, type=click.Path(exists=True), help=help_text)
+
+
+def gate_options(func):  # noqa: ANN001, ANN201 - a click decorator stack
+    """--stage, --policies, --data, --no-bundled-policies, --engine, --opa-url, --push-policies, --signatures."""
+    stages = click.Choice(["pr", "train", "register", "serve"])
+    for option in reversed(
+        [
+            click.option("--stage", type=stages, default="pr", show_default=True, help="Pipeline stage the policies decide for."),
+            _paths_option(
+                "--policies", "policy_dirs", "Directory (or file) of Rego policies, added to the bundled gates (repeatable)."
+            ),
+            _paths_option(
+                "--data",
+                "data_dirs",
+                "Directory (or file) of JSON/YAML data (thresholds, waivers), merged over the bundled data.",
+            ),
+            click.option("--no-bundled-policies", is_flag=True, help="Decide with your --policies only, not the shipped gates."),
+            click.option("--engine", type=click.Choice(["embedded", "opa"]), default="embedded", show_default=True),
+            click.option("--opa-url", metavar="URL", help="OPA server for --engine opa (e.g. http://opa.internal:8181)."),
+            click.option(
+                "--push-policies", is_flag=True, help="With --engine opa: upload these policies and data to the server first."
+            ),
+            click.option(
+                "--signatures",
+                "signatures_file",
+                type=click.Path(exists=True, dir_okay=False),
+                help="JSON list of verified signatures ({file, sha256, verified, identity, issuer}) for the gate input.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func

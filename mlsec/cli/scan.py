@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import fail_on_option, rules_option
+from mlsec.cli.options import fail_on_option, gate_options, rules_option
 from mlsec.cli.writing import write_atomic
 from mlsec.findings import Severity
 from mlsec.limits import ScanLimits
@@ -51,6 +52,20 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
 @fail_on_option
 @rules_option
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None, help="Largest archive member read into memory, in bytes.")
+@click.option(
+    "--gate",
+    "run_gate",
+    is_flag=True,
+    help="Decide with the Rego gates too; the exit code is then the gate's (0 allowed, 1 denied).",
+)
+@gate_options
+@click.option(
+    "--gate-output",
+    "gate_outputs",
+    multiple=True,
+    metavar="FORMAT[=FILE]",
+    help="With --gate: the decision as json, table or markdown (default: table on standard error).",
+)
 @click.pass_context
 def scan_command(
     ctx: click.Context,
@@ -59,6 +74,9 @@ def scan_command(
     fail_on: Severity,
     rules_dirs: tuple[str, ...],
     max_bytes: int | None,
+    run_gate: bool,
+    gate_outputs: tuple[str, ...],
+    **gate_opts: Any,
 ) -> None:
     """Statically scan model files, archives and directories. Never executes them."""
     wanted = [_parse_output(o) for o in outputs] or [("table", None)]
@@ -73,4 +91,10 @@ def scan_command(
             sys.stdout.write(text)
         else:
             write_atomic(target, text, paths)
+    if run_gate:
+        from mlsec.cli.gate import decide, emit, parse_decision_output  # noqa: PLC0415 - only with --gate
+
+        decision = decide(report, gate_opts)
+        emit(decision, [parse_decision_output(o) for o in gate_outputs] or [("table", None)], list(paths), stream=sys.stderr)
+        ctx.exit(int(ExitCode.OK if decision.allowed else ExitCode.BLOCKED))
     ctx.exit(int(exit_code(report, fail_on)))

@@ -1,0 +1,92 @@
+"""`mlsec gate`: a policy decision over a scan report; exit 0 allowed, 1 denied, 3 undecidable."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlsec.cli.exit_codes import ExitCode
+from mlsec.cli.options import as_paths, gate_options
+from mlsec.cli.writing import write_atomic
+from mlsec.decision import Decision
+from mlsec.errors import InputError
+from mlsec.gate import gate
+from mlsec.gate_input import build_gate_input
+from mlsec.outputs.decision import DECISION_FORMATS
+from mlsec.policy_engines import PolicySet, open_engine
+from mlsec.report import SCHEMA_VERSION
+
+
+def parse_decision_output(value: str) -> tuple[str, str | None]:
+    fmt, sep, target = value.partition("=")
+    if fmt not in DECISION_FORMATS:
+        raise click.BadParameter(f"unknown format {fmt!r} (expected one of: {', '.join(DECISION_FORMATS)})")
+    if sep and not target:
+        raise click.BadParameter(f"missing file name after {fmt}=")
+    return fmt, target or None
+
+
+def read_json(path: str, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what}: {exc}", path=path) from None
+
+
+def decide(report: Any, options: dict[str, Any]) -> Decision:
+    """The decision for a report (ScanReport or its JSON) under the gate options shared by `gate` and `scan --gate`."""
+    signatures = read_json(options["signatures_file"], "signatures") if options.get("signatures_file") else []
+    if not isinstance(signatures, list):
+        raise InputError("signatures must be a JSON list", path=options["signatures_file"])
+    policies = PolicySet.load(
+        as_paths(options["policy_dirs"]), as_paths(options["data_dirs"]), bundled_policies=not options["no_bundled_policies"]
+    )
+    engine = open_engine(
+        policies,
+        engine=options["engine"],
+        opa_url=options.get("opa_url"),
+        push=options["push_policies"],
+        token=os.environ.get("MLSEC_OPA_TOKEN"),
+    )
+    gate_input = build_gate_input(report, stage=options["stage"], signatures=signatures)
+    return gate(gate_input, engine, waivers=policies.waivers, gate_ids=policies.gate_ids)
+
+
+def emit(decision: Decision, outputs: list[tuple[str, str | None]], inputs: list[str], stream: Any = None) -> None:
+    for fmt, target in outputs:
+        text = DECISION_FORMATS[fmt](decision)
+        if target is None:
+            (stream or sys.stdout).write(text)
+        else:
+            write_atomic(target, text, inputs)
+
+
+@click.command("gate")
+@click.option(
+    "--report",
+    "report_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A report from `mlsec scan -o json=FILE`.",
+)
+@gate_options
+@click.option(
+    "-o", "--output", "outputs", multiple=True, metavar="FORMAT[=FILE]", help="json, table (default) or markdown; repeatable."
+)
+@click.pass_context
+def gate_command(ctx: click.Context, report_path: str, outputs: tuple[str, ...], **options: Any) -> None:
+    """Decide with Rego policies whether what a report describes may go on to the next stage."""
+    wanted = [parse_decision_output(o) for o in outputs] or [("table", None)]
+    if sum(1 for _, t in wanted if t is None) > 1:
+        raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
+    report = read_json(report_path, "the report")
+    if not isinstance(report, dict) or report.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"not an mlsec report (schema_version must be {SCHEMA_VERSION})", path=report_path)
+    decision = decide(report, options)
+    emit(decision, wanted, [report_path])
+    ctx.exit(int(ExitCode.OK if decision.allowed else ExitCode.BLOCKED))

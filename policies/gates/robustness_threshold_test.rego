@@ -1,0 +1,30 @@
+package mlsec.gates.robustness_threshold_test
+
+import rego.v1
+
+import data.mlsec.gates.robustness_threshold
+
+evaluation(metrics, status) := {"name": "fgsm", "status": status, "artifact_sha256": "dd", "metrics": metrics}
+
+test_low_robust_accuracy_denies if {
+	count(robustness_threshold.deny) == 1 with input as {"stage": "serve", "evaluations": [evaluation({"robust_accuracy": 0.1}, "completed")]}
+}
+
+test_good_robust_accuracy_passes if {
+	count(robustness_threshold.deny) == 0 with input as {"stage": "serve", "evaluations": [evaluation({"robust_accuracy": 0.9}, "completed")]}
+}
+
+test_backdoor_success_denies if {
+	count(robustness_threshold.deny) == 1 with input as {"stage": "register", "evaluations": [evaluation({"backdoor_success_rate": 0.9}, "completed")]}
+}
+
+test_no_evaluations_no_decision if {
+	count(robustness_threshold.deny) == 0 with input as {"stage": "serve", "evaluations": []}
+}
+
+test_unfinished_denies_at_serve_warns_at_pr if {
+	e := evaluation({}, "timed_out")
+	count(robustness_threshold.deny) == 1 with input as {"stage": "serve", "evaluations": [e]}
+	count(robustness_threshold.deny) == 0 with input as {"stage": "pr", "evaluations": [e]}
+	count(robustness_threshold.warn) == 1 with input as {"stage": "pr", "evaluations": [e]}
+}
