@@ -30,18 +30,45 @@ def regorus_error(exc: BaseException) -> tuple[str, dict[str, Any] | None]:
     return f"{location['file']}:{location['row']}:{location['col']}: {message}\n{snippet}".rstrip(), location
 
 
+_GRAVEYARD: list[tuple[int, Any]] = []  # (owner thread, native engine) released away from its owner
+
+
+class _Native:
+    """A regorus engine and the thread that made it. regorus engines must be dropped by their own
+    thread (PyO3 "unsendable"); tracebacks and garbage collection can release ours on another, so
+    such a release parks the engine here and its own thread drops it the next time it passes by."""
+
+    def __init__(self) -> None:
+        import regorus  # noqa: PLC0415 - native, lazy
+
+        _reap()
+        self.thread = threading.get_ident()
+        self.engine = regorus.Engine()
+
+    def __del__(self) -> None:
+        if threading.get_ident() != self.thread:
+            _GRAVEYARD.append((self.thread, self.engine))
+
+
+def _reap() -> None:
+    me = threading.get_ident()
+    _GRAVEYARD[:] = [(owner, engine) for owner, engine in _GRAVEYARD if owner != me]
+
+
 class EmbeddedEngine:
     """regorus behind the PolicyEngine protocol. One engine object is used under a lock (it is single-threaded)."""
 
     def __init__(self, files: Sequence[RegoFile], data: dict[str, Any], *, coverage: bool = False) -> None:
-        import regorus  # noqa: PLC0415 - native, lazy
-
         self.files = list(files)
         self.data = data
         self.policies_digest = digest(self.files, data)
         self.name = f"embedded regorus {metadata.version('gordon-to-regorus')}"
         self._lock = threading.Lock()
-        self._engine = regorus.Engine()
+        self._native = _Native()
+        self._engine = self._native.engine
+        self._load(coverage)
+
+    def _load(self, coverage: bool) -> None:
         self._engine.set_enable_coverage(coverage)
         for f in self.files:
             try:
@@ -49,7 +76,7 @@ class EmbeddedEngine:
             except BaseException as exc:  # noqa: BLE001 - regorus raises RuntimeError, or BaseException across threads
                 message, location = regorus_error(exc)
                 raise PolicyError(f"policy does not compile: {message}", location=location) from None
-        self._engine.add_data_json(json.dumps(data))
+        self._engine.add_data_json(json.dumps(self.data))
         self.packages: list[str] = list(self._engine.get_packages())
         for package in self.packages:  # regorus reports a rule's errors only when the rule is evaluated
             try:
