@@ -62,9 +62,10 @@ def package_metadata(text: str, where: str = "") -> dict[str, Any]:
     while i >= 0 and lines[i].lstrip().startswith("#"):
         block.insert(0, lines[i].lstrip()[1:])
         i -= 1
-    if not block or block[0].strip() != "METADATA":
+    starts = [j for j, line in enumerate(block) if line.strip() == "METADATA"]
+    if not starts:
         return {}
-    body = "\n".join(line[1:] if line.startswith(" ") else line for line in block[1:])
+    body = "\n".join(line[1:] if line.startswith(" ") else line for line in block[starts[-1] + 1 :])
     try:
         doc = yaml.safe_load(body) or {}
     except yaml.YAMLError as exc:
