@@ -51,6 +51,7 @@ def decide(report: Any, options: dict[str, Any]) -> Decision:
         engine=options["engine"],
         opa_url=options.get("opa_url"),
         push=options["push_policies"],
+        timeout=options["opa_timeout"],
         token=os.environ.get("MLSEC_OPA_TOKEN"),
     )
     gate_input = build_gate_input(report, stage=options["stage"], signatures=signatures)

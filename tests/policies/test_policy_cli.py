@@ -134,3 +134,25 @@ def test_serve_stage_needs_signatures_for_every_model(tmp_path: Path) -> None:
     args = ["gate", "--report", str(report_path), "--stage", "serve", "--data", str(tmp_path / "signers.json")]
     assert _run(*args)[0] == 1
     assert _run(*args, "--signatures", str(signatures))[0] == 0
+
+
+def test_gate_through_a_served_opa_api(tmp_path: Path) -> None:
+    import threading
+
+    from mlsec.policy_server import PolicyStore, make_server
+
+    store = PolicyStore()
+    server = make_server("127.0.0.1", 0, store)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        args = ["gate", "--report", _report_file(tmp_path, report(finding())), "--engine", "opa", "--opa-url", url, "-o", "json"]
+        code, out = _run(*args)
+        assert code == 3  # nothing pushed yet: undefined, never allowed
+        code, out = _run(*args, "--push-policies", "--opa-timeout", "10")
+        assert code == 1
+        assert json.loads(out)["engine"] == f"opa {url}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.close()
