@@ -63,7 +63,9 @@ def gate_options(func):  # noqa: ANN001, ANN201 - a click decorator stack
             click.option("--no-bundled-policies", is_flag=True, help="Decide with your --policies only, not the shipped gates."),
             click.option("--engine", type=click.Choice(["embedded", "opa"]), default="embedded", show_default=True),
             click.option("--opa-url", metavar="URL", help="OPA server for --engine opa (e.g. http://opa.internal:8181)."),
-            click.option("--opa-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds per OPA request."),
+            click.option(
+                "--opa-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds per OPA request."
+            ),
             click.option(
                 "--push-policies", is_flag=True, help="With --engine opa: upload these policies and data to the server first."
             ),
