@@ -15,7 +15,8 @@ class ArtifactKind(enum.Enum):
     MODEL = "model"
     DATASET = "dataset"
     IMAGE = "image"
-    DEPENDENCIES = "dependencies"
+    DEPENDENCIES = "dependencies"  # a manifest: requirements, lock file, METADATA
+    PACKAGE = "package"  # one dependency a manifest names (no bytes were read: sha256 may be None)
     ARCHIVE = "archive"
     OTHER = "other"
 
@@ -27,7 +28,7 @@ class Artifact:
     path: str
     kind: ArtifactKind
     format: str
-    sha256: str
+    sha256: str | None
     size: int
     member: str | None = None
     parent_sha256: str | None = None

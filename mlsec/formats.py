@@ -34,6 +34,11 @@ MODEL_SUFFIXES = (
     ".sav",
 )
 _STORAGE_RE = re.compile(r"(^|/)data/\d+$")
+_REQUIREMENTS_RE = re.compile(r"^(.*[-_.])?requirements([-_.].*)?\.(txt|in)$|^constraints\.txt$")
+_MANIFESTS = {
+    "pyproject.toml": "pyproject", "poetry.lock": "poetry-lock", "uv.lock": "uv-lock", "pylock.toml": "pylock",
+    "pipfile.lock": "pipfile-lock", "environment.yml": "conda-env", "environment.yaml": "conda-env",
+}  # fmt: skip
 _TF_SHARD_RE = re.compile(r"\.data-\d{5}-of-\d{5}$")
 # Formats whose artifacts are models (the rest are archives, data or other files).
 MODEL_FORMATS = frozenset(
@@ -47,6 +52,9 @@ MODEL_FORMATS = frozenset(
 def sniff(head: bytes, *, last_byte: bytes = b"", name: str = "") -> str:
     """The format of a file whose first bytes are `head` (4 KiB is plenty)."""
     lower = name.lower()
+    manifest = manifest_kind(lower)
+    if manifest and not head.startswith((b"PK\x03\x04", b"\x1f\x8b")):
+        return manifest
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if head.startswith(_TORCH_LEGACY_MAGIC):
@@ -95,6 +103,21 @@ def _protobuf_kind(lower: str) -> str:
     if base in ("fingerprint.pb", "keras_metadata.pb"):
         return "tf-metadata"
     return "tf-graphdef"
+
+
+def manifest_kind(lower: str) -> str | None:
+    """Python dependency manifests are known by their names (they are plain text, TOML, JSON or YAML)."""
+    base = lower.rsplit("/", 1)[-1]
+    parent = lower.rsplit("/", 2)[-2] if lower.count("/") >= 1 else ""
+    if _REQUIREMENTS_RE.match(base):
+        return "requirements"
+    if base in _MANIFESTS:
+        return _MANIFESTS[base]
+    if base.startswith("pylock.") and base.endswith(".toml"):
+        return "pylock"
+    if (base == "metadata" and parent.endswith(".dist-info")) or (base == "pkg-info" and parent.endswith(".egg-info")):
+        return "python-metadata"
+    return None
 
 
 def refine_zip(names: Sequence[str], name: str = "") -> str:

@@ -8,9 +8,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from mlsec import __version__, formats, inputs
 from mlsec.artifacts import Artifact, ArtifactKind, Blob
+from mlsec.dependencies.manifests import MANIFEST_FORMATS
+from mlsec.dependencies.vulndb import default_path as default_vulndb
 from mlsec.errors import MlsecError
 from mlsec.findings import Evidence, Finding, JSONScalar, Location
 from mlsec.inputs.events import Anomaly
@@ -29,10 +32,15 @@ def scan(
     ruleset: RuleSet | None = None,
     limits: ScanLimits | None = None,
     debug: bool = False,
+    vulndb: str | Path | None = None,
 ) -> ScanReport:
-    """Statically scan files, directories and archives. Never executes what it reads."""
+    """Statically scan files, directories and archives. Never executes what it reads.
+
+    `vulndb` is the offline OSV database dependencies are checked against (default: the one
+    `mlsec db import` stored, if any).
+    """
     ruleset = ruleset or load_ruleset()
-    ctx = ScanContext(ruleset, limits or ScanLimits())
+    ctx = ScanContext(ruleset, limits or ScanLimits(), vulndb_path=Path(vulndb) if vulndb else default_vulndb())
     started = _now()
     artifacts: list[Artifact] = []
     findings: list[Finding] = []
@@ -101,11 +109,15 @@ def _scan_blob(
         log.debug("%s scanned %s in %.3fs", scanner.name, blob.display, time.perf_counter() - started)
     if not blob.member or chosen or container:
         artifacts.append(_artifact(blob, ctx.facts_of(blob)))
+    for extra in ctx.take_extra():
+        (artifacts if isinstance(extra, Artifact) else skipped).append(extra)
 
 
 def _artifact(blob: Blob, facts: dict[str, JSONScalar]) -> Artifact:
     if blob.format in formats.MODEL_FORMATS:
         kind = ArtifactKind.MODEL
+    elif blob.format in MANIFEST_FORMATS:
+        kind = ArtifactKind.DEPENDENCIES
     elif blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED:
         kind = ArtifactKind.ARCHIVE
     else:

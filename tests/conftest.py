@@ -21,6 +21,18 @@ def fixture(rel: str) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_user_vulndb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never see a vulnerability database the machine's user imported: each names its own."""
+    old = os.environ.get("MLSEC_VULNDB")
+    os.environ["MLSEC_VULNDB"] = str(tmp_path_factory.mktemp("no-vulndb") / "absent.sqlite")
+    yield
+    if old is None:
+        os.environ.pop("MLSEC_VULNDB", None)
+    else:
+        os.environ["MLSEC_VULNDB"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
 def sentinel_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every malicious fixture's payload touches $MLSEC_SENTINEL; the run fails if it ever appears."""
     sentinel = tmp_path_factory.mktemp("sentinel") / "EXECUTED"

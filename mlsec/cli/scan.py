@@ -53,6 +53,12 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
 @rules_option
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None, help="Largest archive member read into memory, in bytes.")
 @click.option(
+    "--vulndb",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Offline OSV database for dependencies (default: the one `mlsec db import` stored, or $MLSEC_VULNDB).",
+)
+@click.option(
     "--gate",
     "run_gate",
     is_flag=True,
@@ -74,6 +80,7 @@ def scan_command(
     fail_on: Severity,
     rules_dirs: tuple[str, ...],
     max_bytes: int | None,
+    vulndb: str | None,
     run_gate: bool,
     gate_outputs: tuple[str, ...],
     **gate_opts: Any,
@@ -84,7 +91,7 @@ def scan_command(
         raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
     ruleset = load_ruleset([Path(d) for d in rules_dirs])
     limits = ScanLimits() if max_bytes is None else ScanLimits(max_member_in_memory=max_bytes)
-    report = scan(list(paths), ruleset=ruleset, limits=limits, debug=ctx.obj.get("debug", False))
+    report = scan(list(paths), ruleset=ruleset, limits=limits, debug=ctx.obj.get("debug", False), vulndb=vulndb)
     for fmt, target in wanted:
         text = FORMATS[fmt](report, ruleset)
         if target is None:

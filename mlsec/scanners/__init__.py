@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlsec.scanners.base import ScanContext, Scanner
+from mlsec.scanners.dependencies import DependencyScanner
 from mlsec.scanners.gguf import GgufScanner
 from mlsec.scanners.keras import KerasScanner
 from mlsec.scanners.modelscan_bridge import ModelscanScanner
@@ -29,6 +30,7 @@ SCANNERS: tuple[Scanner, ...] = (
     TreeModelScanner(),
     PmmlScanner(),
     ModelscanScanner(),
+    DependencyScanner(),
 )
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}

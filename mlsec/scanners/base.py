@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
-from mlsec.artifacts import Blob
+from mlsec.artifacts import Artifact, Blob
 from mlsec.findings import Evidence, Finding, JSONScalar, Location
 from mlsec.limits import ScanLimits
+from mlsec.report import Skipped
 from mlsec.rules import RuleSet
 
 
@@ -16,7 +18,28 @@ from mlsec.rules import RuleSet
 class ScanContext:
     ruleset: RuleSet
     limits: ScanLimits
+    vulndb_path: Path | None = None  # the offline OSV database (dependency scanning); None: none available
     _facts: dict[tuple[str, tuple[str, ...]], dict[str, JSONScalar]] = field(default_factory=dict, repr=False)
+    _extra: list[Artifact | Skipped] = field(default_factory=list, repr=False)
+    _open: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def add_artifact(self, artifact: Artifact) -> None:
+        """Report an artifact that is not a blob of its own (a dependency a manifest names)."""
+        self._extra.append(artifact)
+
+    def skip(self, skipped: Skipped) -> None:
+        """Report something a scanner could not check, with the reason."""
+        self._extra.append(skipped)
+
+    def take_extra(self) -> list[Artifact | Skipped]:
+        extra, self._extra[:] = list(self._extra), []
+        return extra
+
+    def resource(self, key: str, opener: Callable[[], Any]) -> Any:
+        """A value opened once per scan (a database connection), shared by every blob."""
+        if key not in self._open:
+            self._open[key] = opener()
+        return self._open[key]
 
     def describe(self, blob: Blob, **facts: JSONScalar) -> None:
         """Record what a scanner learned about `blob` (opset, producer, parameters...) for its Artifact."""
