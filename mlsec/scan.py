@@ -33,14 +33,16 @@ def scan(
     limits: ScanLimits | None = None,
     debug: bool = False,
     vulndb: str | Path | None = None,
+    osv_url: str | None = None,
 ) -> ScanReport:
     """Statically scan files, directories and archives. Never executes what it reads.
 
     `vulndb` is the offline OSV database dependencies are checked against (default: the one
-    `mlsec db import` stored, if any).
+    `mlsec db import` stored, if any); `osv_url`, when given, is OSV's online query API, used through
+    pip-audit for dependencies when there is no offline database.
     """
     ruleset = ruleset or load_ruleset()
-    ctx = ScanContext(ruleset, limits or ScanLimits(), vulndb_path=Path(vulndb) if vulndb else default_vulndb())
+    ctx = ScanContext(ruleset, limits or ScanLimits(), vulndb_path=Path(vulndb) if vulndb else default_vulndb(), osv_url=osv_url)
     started = _now()
     artifacts: list[Artifact] = []
     findings: list[Finding] = []

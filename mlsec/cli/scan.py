@@ -59,6 +59,14 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
     help="Offline OSV database for dependencies (default: the one `mlsec db import` stored, or $MLSEC_VULNDB).",
 )
 @click.option(
+    "--online",
+    "osv_url",
+    flag_value="https://api.osv.dev/v1/query",
+    default=None,
+    help="With no offline database: look dependencies up in OSV's online API (through pip-audit). Sends package names and versions.",
+)
+@click.option("--osv-url", "osv_url", default=None, hidden=True, help="The OSV query API --online uses (for mirrors).")
+@click.option(
     "--gate",
     "run_gate",
     is_flag=True,
@@ -81,6 +89,7 @@ def scan_command(
     rules_dirs: tuple[str, ...],
     max_bytes: int | None,
     vulndb: str | None,
+    osv_url: str | None,
     run_gate: bool,
     gate_outputs: tuple[str, ...],
     **gate_opts: Any,
@@ -91,7 +100,7 @@ def scan_command(
         raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
     ruleset = load_ruleset([Path(d) for d in rules_dirs])
     limits = ScanLimits() if max_bytes is None else ScanLimits(max_member_in_memory=max_bytes)
-    report = scan(list(paths), ruleset=ruleset, limits=limits, debug=ctx.obj.get("debug", False), vulndb=vulndb)
+    report = scan(list(paths), ruleset=ruleset, limits=limits, debug=ctx.obj.get("debug", False), vulndb=vulndb, osv_url=osv_url)
     for fmt, target in wanted:
         text = FORMATS[fmt](report, ruleset)
         if target is None:

@@ -19,6 +19,7 @@ class ScanContext:
     ruleset: RuleSet
     limits: ScanLimits
     vulndb_path: Path | None = None  # the offline OSV database (dependency scanning); None: none available
+    osv_url: str | None = None  # the online OSV query API, only when the user asked for it (--online)
     _facts: dict[tuple[str, tuple[str, ...]], dict[str, JSONScalar]] = field(default_factory=dict, repr=False)
     _extra: list[Artifact | Skipped] = field(default_factory=list, repr=False)
     _open: dict[str, Any] = field(default_factory=dict, repr=False)

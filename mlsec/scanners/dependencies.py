@@ -14,6 +14,7 @@ from packaging.version import InvalidVersion
 from mlsec.artifacts import Artifact, ArtifactKind, Blob
 from mlsec.dependencies import Dependency, Manifest
 from mlsec.dependencies.manifests import MANIFEST_FORMATS, parse
+from mlsec.dependencies.online import query
 from mlsec.dependencies.osv import cvss_score, evaluate, merge_aliases
 from mlsec.dependencies.vulndb import VulnDB
 from mlsec.errors import InputError
@@ -44,13 +45,31 @@ class DependencyScanner:
         db = _database(ctx)
         unchecked: Counter[str] = Counter()
         vulnerable = 0
+        checkable = []
         for dep in _unique(manifest.dependencies):
-            reason = _why_unchecked(dep, db)
-            if reason or db is None:
+            reason = _why_unchecked(dep, db is not None or ctx.osv_url is not None)
+            if reason:
                 unchecked[reason.split(":")[0].split(" (")[0]] += 1
                 ctx.skip(Skipped(blob.path, f"{dep.name}: {reason}", member=dep.purl))
+            else:
+                checkable.append(dep)
+        answers = query(checkable, url=ctx.osv_url) if db is None and ctx.osv_url else {}
+        for dep in checkable:
+            answer = answers.get(dep)
+            if answer is not None and answer.error:
+                unchecked["online lookup failed"] += 1
+                ctx.skip(Skipped(blob.path, f"{dep.name}: {answer.error}", member=dep.purl))
                 continue
-            for finding in _vulnerabilities(dep, db, blob, ctx):
+            hits = (
+                _offline_hits(dep, db, blob, ctx)
+                if db is not None
+                else [(r, answer.fixed_in) for r in answer.records]
+                if answer
+                else []
+            )
+            for finding in _findings(
+                dep, hits, blob, ctx, source=f"OSV offline {db.date}" if db else f"OSV online via pip-audit ({ctx.osv_url})"
+            ):
                 vulnerable += 1
                 yield finding
         ctx.describe(
@@ -88,7 +107,7 @@ def _unique(deps: Sequence[Dependency]) -> list[Dependency]:
     return list(seen.values())
 
 
-def _why_unchecked(dep: Dependency, db: VulnDB | None) -> str:
+def _why_unchecked(dep: Dependency, has_source: bool) -> str:
     if dep.url:
         return "direct reference: no version to look up"
     if not dep.version:
@@ -99,7 +118,7 @@ def _why_unchecked(dep: Dependency, db: VulnDB | None) -> str:
         public(dep.version)
     except InvalidVersion:
         return f"not PEP 440 ({dep.version!r})"
-    if db is None:
+    if not has_source:
         return "no vulnerability database"
     return ""
 
@@ -139,22 +158,29 @@ def _risks(manifest: Manifest, blob: Blob, ctx: ScanContext) -> Iterator[Finding
         yield ctx.finding(rule_id, blob, f"{what} ({where})", facts=facts, source=_SOURCE)
 
 
-def _vulnerabilities(dep: Dependency, db: VulnDB, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
+def _offline_hits(dep: Dependency, db: VulnDB, blob: Blob, ctx: ScanContext) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
     version = str(dep.version)  # pinned: _why_unchecked said so
     hits = []
     for record in db.records(dep.name):
         verdict = evaluate(record, dep.name, version)
         if verdict.affected:
-            hits.append((record, verdict))
+            hits.append((record, verdict.fixed_in))
         elif verdict.unreadable:
             bad = ", ".join(verdict.unreadable[:3])
             ctx.skip(
                 Skipped(blob.path, f"{dep.name}: advisory {record['id']} not fully evaluated: {bad} not PEP 440", member=dep.purl)
             )
+    return hits
+
+
+def _findings(
+    dep: Dependency, hits: list[tuple[dict[str, Any], tuple[str, ...]]], blob: Blob, ctx: ScanContext, *, source: str
+) -> Iterator[Finding]:
+    """One finding per vulnerability: records that alias each other are merged."""
     bands: dict[str, str] = ctx.ruleset.list("vulnerability_rules")
     for group in merge_aliases([r for r, _ in hits]):
         ids = sorted({str(r["id"]) for r in group} | {str(a) for r in group for a in r.get("aliases", []) or []})
-        fixed = sorted({f for r, v in hits if r in group for f in v.fixed_in})
+        fixed = sorted({f for r, fixes in hits if any(r is g for g in group) for f in fixes})
         scores = [cvss_score(r) for r in group]
         score, vector = max(((s, v) for s, v in scores if s is not None), default=(None, ""))
         malicious = any(str(r["id"]).startswith("MAL-") for r in group)
@@ -163,7 +189,7 @@ def _vulnerabilities(dep: Dependency, db: VulnDB, blob: Blob, ctx: ScanContext) 
         summary = str(group[0].get("summary") or group[0].get("details", ""))[:160].replace("\n", " ")
         facts: dict[str, Any] = {
             "package": dep.name,
-            "version": dep.version,
+            "version": str(dep.version),
             "purl": dep.purl,
             "advisory": primary,
             "ids": ", ".join(ids),
@@ -172,12 +198,13 @@ def _vulnerabilities(dep: Dependency, db: VulnDB, blob: Blob, ctx: ScanContext) 
         if score is not None:
             facts["cvss"] = score
             facts["cvss_vector"] = vector
+        others = ", ".join(i for i in ids if i != primary)[:80]
         yield ctx.finding(
             rule_id,
             blob,
-            f"{dep.name}=={dep.version}: {primary} ({', '.join(i for i in ids if i != primary)[:80]}) {summary}".strip(),
+            f"{dep.name}=={dep.version}: {primary} ({others}) {summary}".strip(),
             facts=facts,
-            source=f"OSV offline {db.date}",
+            source=source,
             member=dep.purl,
         )
 
