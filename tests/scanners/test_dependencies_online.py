@@ -16,7 +16,9 @@ from mlsec import scan
 from mlsec.cli import main
 from tests.conftest import FIXTURES
 
-JINJA2 = [yaml.safe_load((FIXTURES / "advisories" / "jinja2" / f"{i}.yaml").read_text()) for i in ("PYSEC-2019-217", "PYSEC-2021-66")]
+JINJA2 = [
+    yaml.safe_load((FIXTURES / "advisories" / "jinja2" / f"{i}.yaml").read_text()) for i in ("PYSEC-2019-217", "PYSEC-2021-66")
+]
 
 
 class _Osv(BaseHTTPRequestHandler):
