@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mlsec import __version__
+from mlsec.cli.bom import bom_command
 from mlsec.cli.db import db_group
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.gate import gate_command
@@ -60,3 +61,4 @@ main.add_command(gate_command)
 main.add_command(policy_group)
 main.add_command(serve_command)
 main.add_command(db_group)
+main.add_command(bom_command)

@@ -15,4 +15,10 @@ def _json(report: ScanReport, ruleset: RuleSet) -> str:
     return report.to_json()
 
 
-FORMATS: dict[str, Renderer] = {"json": _json, "sarif": sarif.render, "table": table.render}
+def _mlbom(report: ScanReport, ruleset: RuleSet) -> str:
+    from mlsec.outputs import mlbom  # noqa: PLC0415 - cyclonedx is heavy
+
+    return mlbom.render(report, ruleset)
+
+
+FORMATS: dict[str, Renderer] = {"json": _json, "sarif": sarif.render, "table": table.render, "mlbom": _mlbom}
