@@ -41,7 +41,10 @@ def test_every_fixture_file_has_a_case() -> None:
     on_disk = {
         str(p.relative_to(FIXTURES))
         for p in FIXTURES.rglob("*")
-        if p.is_file() and p.suffix not in (".py", ".toml", ".md") and not p.is_relative_to(FIXTURES / "advisories")
+        if p.is_file()
+        and p.suffix not in (".py", ".toml", ".md")
+        and not p.is_relative_to(FIXTURES / "advisories")
+        and not p.is_relative_to(FIXTURES / "signatures")
     } | {str(p.relative_to(FIXTURES)) for p in (FIXTURES / "dependencies").rglob("*.toml")}
     assert on_disk == covered
 

@@ -17,6 +17,7 @@ from mlsec.cli.policy import policy_group
 from mlsec.cli.rules import rules_group
 from mlsec.cli.scan import scan_command
 from mlsec.cli.serve import serve_command
+from mlsec.cli.sign import keygen_command, sign_command, verify_command
 from mlsec.errors import MlsecError, OutputError, RuleError
 
 
@@ -62,3 +63,6 @@ main.add_command(policy_group)
 main.add_command(serve_command)
 main.add_command(db_group)
 main.add_command(bom_command)
+main.add_command(keygen_command)
+main.add_command(sign_command)
+main.add_command(verify_command)
