@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 # Containers that inputs.py opens; every other format is a leaf handed to scanners.
 ARCHIVES = frozenset({"zip", "pytorch-zip", "numpy-npz", "keras-v3", "tar", "7z"})
+IMAGES = frozenset({"oci-image"})  # container images: inputs/images.py reads them layer by layer
 COMPRESSED = frozenset({"gzip", "bz2", "xz", "lzma", "zlib", "lz4", "zstd"})
 
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
@@ -117,6 +118,8 @@ def manifest_kind(lower: str) -> str | None:
         return "pylock"
     if (base == "metadata" and parent.endswith(".dist-info")) or (base == "pkg-info" and parent.endswith(".egg-info")):
         return "python-metadata"
+    if lower.endswith("var/lib/dpkg/status"):
+        return "dpkg-status"
     return None
 
 

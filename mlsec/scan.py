@@ -17,6 +17,7 @@ from mlsec.dependencies.vulndb import default_path as default_vulndb
 from mlsec.errors import MlsecError
 from mlsec.findings import Evidence, Finding, JSONScalar, Location
 from mlsec.inputs.events import Anomaly
+from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, ScanReport, Skipped
 from mlsec.rules import RuleSet, load_ruleset
@@ -34,6 +35,7 @@ def scan(
     debug: bool = False,
     vulndb: str | Path | None = None,
     osv_url: str | None = None,
+    image_options: ImageOptions | None = None,
 ) -> ScanReport:
     """Statically scan files, directories and archives. Never executes what it reads.
 
@@ -50,7 +52,7 @@ def scan(
     errors: list[ScanError] = []
     for path in paths:
         try:
-            for event in inputs.walk([path], ctx.limits):
+            for event in inputs.walk([path], ctx.limits, image_options):
                 if isinstance(event, Blob):
                     _scan_blob(event, ctx, artifacts, findings, skipped, errors, debug)
                 elif isinstance(event, Anomaly):
@@ -89,7 +91,7 @@ def _scan_blob(
     debug: bool,
 ) -> None:
     chosen = scanners_for(blob.format)
-    container = blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED
+    container = blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED or blob.format in formats.IMAGES
     if not chosen and not container and not blob.member:
         skipped.append(Skipped(blob.path, _skip_reason(blob, ctx.ruleset)))
     for scanner in chosen:
@@ -120,6 +122,8 @@ def _artifact(blob: Blob, facts: dict[str, JSONScalar]) -> Artifact:
         kind = ArtifactKind.MODEL
     elif blob.format in MANIFEST_FORMATS:
         kind = ArtifactKind.DEPENDENCIES
+    elif blob.format in formats.IMAGES:
+        kind = ArtifactKind.IMAGE
     elif blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED:
         kind = ArtifactKind.ARCHIVE
     else:

@@ -12,6 +12,7 @@ from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.options import fail_on_option, gate_options, rules_option
 from mlsec.cli.writing import write_atomic
 from mlsec.findings import Severity
+from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
 from mlsec.outputs import FORMATS
 from mlsec.report import ScanReport
@@ -66,6 +67,10 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
     help="With no offline database: look dependencies up in OSV's online API (through pip-audit). Sends package names and versions.",
 )
 @click.option("--osv-url", "osv_url", default=None, hidden=True, help="The OSV query API --online uses (for mirrors).")
+@click.option("--all-layers", is_flag=True, help="Images: scan files that later layers replaced or deleted, too.")
+@click.option(
+    "--platform", "image_platform", metavar="OS/ARCH", help="Images: only this platform of a multi-arch index (e.g. linux/amd64)."
+)
 @click.option(
     "--gate",
     "run_gate",
@@ -90,6 +95,8 @@ def scan_command(
     max_bytes: int | None,
     vulndb: str | None,
     osv_url: str | None,
+    all_layers: bool,
+    image_platform: str | None,
     run_gate: bool,
     gate_outputs: tuple[str, ...],
     **gate_opts: Any,
@@ -100,7 +107,15 @@ def scan_command(
         raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
     ruleset = load_ruleset([Path(d) for d in rules_dirs])
     limits = ScanLimits() if max_bytes is None else ScanLimits(max_member_in_memory=max_bytes)
-    report = scan(list(paths), ruleset=ruleset, limits=limits, debug=ctx.obj.get("debug", False), vulndb=vulndb, osv_url=osv_url)
+    report = scan(
+        list(paths),
+        ruleset=ruleset,
+        limits=limits,
+        debug=ctx.obj.get("debug", False),
+        vulndb=vulndb,
+        osv_url=osv_url,
+        image_options=ImageOptions(platform=image_platform, all_layers=all_layers),
+    )
     for fmt, target in wanted:
         text = FORMATS[fmt](report, ruleset)
         if target is None:

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from mlsec import formats
 from mlsec.artifacts import Blob
-from mlsec.inputs import compressed, sevenzip, tar
+from mlsec.inputs import compressed, images, sevenzip, tar
 from mlsec.inputs import zip as zip_reader
 from mlsec.inputs.events import Anomaly, MemberData
 from mlsec.limits import ScanLimits
@@ -34,16 +34,23 @@ _READERS: dict[str, Callable[[Blob, ScanLimits], Iterator[MemberData | Anomaly |
 }
 
 
-def walk(paths: Sequence[str], limits: ScanLimits) -> Iterator[Event]:
-    """Every file under `paths` (in the order given, directories sorted) and every archive member."""
+def walk(paths: Sequence[str], limits: ScanLimits, image_options: images.ImageOptions | None = None) -> Iterator[Event]:
+    """Every file under `paths` (in the order given, directories sorted) and every archive member.
+
+    Container images (docker save and OCI archives, OCI layout directories) are read as images:
+    their final file system, layer by layer (inputs/images.py).
+    """
+    options = image_options or images.ImageOptions()
     for given in paths:
         path = Path(given)
         if path.is_symlink():
             yield Skipped(given, "symbolic link not followed; name its target instead")
+        elif path.is_dir() and images.is_image(given):
+            yield from _image(given, limits, options)
         elif path.is_dir():
             yield from _walk_dir(given, limits)
         elif path.is_file():
-            yield from _file(given, limits)
+            yield from _file(given, limits, options)
         elif path.exists():
             yield Skipped(given, "not a regular file (device, FIFO or socket)")
         else:
@@ -62,12 +69,27 @@ def _walk_dir(root: str, limits: ScanLimits) -> Iterator[Event]:
             if os.path.islink(full):
                 yield Skipped(full, "symbolic link not followed")
             elif os.path.isfile(full):
-                yield from _file(full, limits)
+                yield from _file(full, limits, images.ImageOptions())
             else:
                 yield Skipped(full, "not a regular file (device, FIFO or socket)")
 
 
-def _file(path: str, limits: ScanLimits) -> Iterator[Event]:
+def _image(path: str, limits: ScanLimits, options: images.ImageOptions, blob: Blob | None = None) -> Iterator[Event]:
+    if blob is None:  # a layout directory: its index.json stands for it
+        index = (Path(path) / "index.json").read_bytes()
+        blob = Blob(
+            path=path, member=(), format="oci-image", size=len(index), sha256=hashlib.sha256(index).hexdigest(), data=index
+        )
+    yield blob
+    total = [0]
+
+    def member(holder: Blob, name: str, data: bytes) -> Iterator[Event]:
+        yield from _member(holder, MemberData(name, data), limits, total)
+
+    yield from images.walk_image(path, blob.sha256, limits, options, member)
+
+
+def _file(path: str, limits: ScanLimits, options: images.ImageOptions) -> Iterator[Event]:
     try:
         size = os.stat(path).st_size
         if size > limits.max_file_bytes:
@@ -94,6 +116,11 @@ def _file(path: str, limits: ScanLimits) -> Iterator[Event]:
     fmt = formats.sniff(head, last_byte=last, name=path)
     if fmt == "zip":
         fmt = _refine_zip(opener, path)
+    if fmt == "tar" and images.is_image(path):
+        yield from _image(
+            path, limits, options, Blob(path=path, member=(), format="oci-image", size=size, sha256=digest, opener=opener)
+        )
+        return
     blob = Blob(path=path, member=(), format=fmt, size=size, sha256=digest, opener=opener)
     yield blob
     yield from _expand(blob, limits, total=[0])

@@ -185,7 +185,7 @@ def _packages(report: ScanReport, by_path: dict[str, list[Finding]]) -> dict[str
         if artifact.kind is not ArtifactKind.PACKAGE or artifact.member is None or artifact.member in packages:
             continue
         facts = artifact.facts
-        vulnerable = [f for f in by_path.get(artifact.path, []) if f.location.member == artifact.member]
+        vulnerable = [f for f in by_path.get(artifact.path, []) if f.evidence.facts.get("purl") == artifact.member]
         component = Component(
             name=str(facts.get("name", artifact.member)),
             version=str(facts.get("version") or "") or None,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mlsec.scanners.base import ScanContext, Scanner
-from mlsec.scanners.dependencies import DependencyScanner
+from mlsec.scanners.dependencies import DependencyScanner, OsPackageScanner
 from mlsec.scanners.gguf import GgufScanner
+from mlsec.scanners.image_config import ImageConfigScanner
 from mlsec.scanners.keras import KerasScanner
 from mlsec.scanners.modelscan_bridge import ModelscanScanner
 from mlsec.scanners.numpy import NumpyScanner
@@ -31,6 +32,8 @@ SCANNERS: tuple[Scanner, ...] = (
     PmmlScanner(),
     ModelscanScanner(),
     DependencyScanner(),
+    OsPackageScanner(),
+    ImageConfigScanner(),
 )
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}

@@ -205,7 +205,7 @@ def _findings(
             f"{dep.name}=={dep.version}: {primary} ({others}) {summary}".strip(),
             facts=facts,
             source=source,
-            member=dep.purl,
+            member=" → ".join(filter(None, [blob.member_name, dep.purl])),  # inside an image: which layer, too
         )
 
 
@@ -230,3 +230,37 @@ def _staleness(db: VulnDB, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
             facts={"database": str(db.path), "database_date": db.date, "age_days": age, "max_age_days": limit},
             source=_SOURCE,
         )
+
+
+class OsPackageScanner:
+    """dpkg's status file: the image's OS packages, for the inventory and the ML-BOM (not checked against OSV's PyPI data)."""
+
+    name: ClassVar[str] = "os-packages"
+    formats: ClassVar[frozenset[str]] = frozenset({"dpkg-status"})
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
+        with blob.open() as fh:
+            text = fh.read().decode("utf-8", "replace")
+        installed = 0
+        for stanza in text.split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line.startswith(" "))
+            if not fields.get("Package") or "installed" not in fields.get("Status", ""):
+                continue
+            installed += 1
+            name, version, arch = fields["Package"], fields.get("Version", ""), fields.get("Architecture", "")
+            purl = f"pkg:deb/debian/{name}@{version}" + (f"?arch={arch}" if arch else "")
+            facts = {"name": name, "version": version, "purl": purl, "ecosystem": "debian"}
+            ctx.add_artifact(
+                Artifact(
+                    path=blob.path,
+                    kind=ArtifactKind.PACKAGE,
+                    format="deb-package",
+                    sha256=None,
+                    size=0,
+                    member=purl,
+                    parent_sha256=blob.sha256,
+                    facts=facts,
+                )
+            )
+        ctx.describe(blob, os_packages=installed)
+        return iter(())

@@ -1,0 +1,97 @@
+"""Container images: final file system through whiteouts, layer attribution, digests, config rules, platforms."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlsec import scan
+from mlsec.dependencies.vulndb import import_records
+from mlsec.inputs.images import ImageOptions
+from tests.conftest import FIXTURES, fixture
+
+IMAGES = ["images/model-server.docker.tar", "images/model-server.oci.tar", "images/multiarch-layout"]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("db") / "osv.sqlite"
+    import_records(FIXTURES / "advisories", path)
+    return path
+
+
+def _pickle_findings(report) -> list:
+    return [f for f in report.findings if f.rule_id.startswith("MLSEC-PICKLE")]
+
+
+@pytest.mark.parametrize("rel", IMAGES[:2])
+def test_a_pickle_deleted_in_layer_3_is_not_in_the_final_file_system(rel: str) -> None:
+    assert _pickle_findings(scan([fixture(rel)])) == []
+
+
+@pytest.mark.parametrize("rel", IMAGES[:2])
+def test_all_layers_finds_it_and_says_which_layer(rel: str) -> None:
+    (finding,) = [
+        f
+        for f in _pickle_findings(scan([fixture(rel)], image_options=ImageOptions(all_layers=True)))
+        if f.rule_id == "MLSEC-PICKLE-001"
+    ]
+    assert "layer 2 sha256:" in finding.location.member
+    assert "(not in the final file system)" in finding.location.member
+    assert finding.location.member.endswith("models/classifier.pkl")
+
+
+@pytest.mark.parametrize("rel", IMAGES[:2])
+def test_vulnerable_package_and_root_user_are_reported_with_layer_digests(rel: str, db: Path) -> None:
+    report = scan([fixture(rel)], vulndb=db)
+    vulns = [f for f in report.findings if f.evidence.facts.get("package") == "pyyaml"]
+    assert {str(f.evidence.facts["advisory"]) for f in vulns} == {"PYSEC-2020-96", "PYSEC-2021-142"}
+    assert all("layer 1 sha256:" in f.location.member for f in vulns)
+    assert [f.rule_id for f in report.findings if f.rule_id == "MLSEC-IMAGE-003"] == ["MLSEC-IMAGE-003"]
+    assert not report.errors
+
+
+def test_debian_owned_python_packages_are_skipped_and_os_packages_inventoried(db: Path) -> None:
+    report = scan([fixture("images/model-server.oci.tar")], vulndb=db)
+    assert any("dpkg owns it" in s.reason for s in report.skipped)
+    purls = {a.member for a in report.artifacts if a.kind.value == "package"}
+    assert {"pkg:deb/debian/libc6@2.36-9+deb12u4?arch=amd64", "pkg:pypi/pyyaml@5.3"} <= purls
+    assert "pkg:deb/debian/removed-tool@1.0" not in purls
+
+
+def test_tampered_layer_is_a_digest_and_diff_id_mismatch() -> None:
+    rules = {f.rule_id for f in scan([fixture("images/tampered.oci.tar")]).findings}
+    assert {"MLSEC-IMAGE-001", "MLSEC-IMAGE-002"} <= rules
+
+
+def test_secrets_are_named_never_shown() -> None:
+    (secret,) = [f for f in scan([fixture("images/model-server.docker.tar")]).findings if f.rule_id == "MLSEC-IMAGE-004"]
+    assert secret.evidence.facts["where"] == "Env HF_TOKEN"
+    assert "hf_" not in secret.message
+    assert "Zx9" not in str(secret.evidence.facts)
+
+
+def test_multi_arch_layout_scans_every_platform_or_the_one_asked(tmp_path: Path) -> None:
+    every = scan([fixture("images/multiarch-layout")])
+    labels = {a.member.split(" → ")[0] for a in every.artifacts if a.member and "→" in a.member}
+    assert labels == {"linux/amd64", "linux/arm64"}
+    one = scan([fixture("images/multiarch-layout")], image_options=ImageOptions(platform="linux/arm64"))
+    assert {a.member.split(" → ")[0] for a in one.artifacts if a.member and "→" in a.member} == {"linux/arm64"}
+
+
+def test_an_image_is_an_image_artifact() -> None:
+    top = scan([fixture("images/model-server.docker.tar")]).artifacts[0]
+    assert (top.kind.value, top.format, top.member) == ("image", "oci-image", None)
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed (.ci/run installs it)")
+@pytest.mark.parametrize(("transport", "rel"), [("docker-archive", IMAGES[0]), ("oci-archive", IMAGES[1]), ("oci", IMAGES[2])])
+def test_fixtures_are_valid_images_for_skopeo(transport: str, rel: str) -> None:
+    ref = f"{transport}:{fixture(rel)}" + (":arm64" if transport == "oci" else "")
+    args = ["skopeo", "inspect", "--config", ref]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert '"User": ""' in done.stdout or '"Env"' in done.stdout
