@@ -95,3 +95,15 @@ def test_fixtures_are_valid_images_for_skopeo(transport: str, rel: str) -> None:
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert '"User": ""' in done.stdout or '"Env"' in done.stdout
+
+
+def test_options_reach_images_found_inside_a_directory() -> None:
+    report = scan([fixture("images")], image_options=ImageOptions(all_layers=True))
+    deleted = [f for f in report.findings if f.rule_id == "MLSEC-PICKLE-001"]
+    assert {f.location.path.rsplit("/", 1)[-1] for f in deleted} >= {
+        "model-server.docker.tar",
+        "model-server.oci.tar",
+        "multiarch-layout",
+    }
+    layout = [a for a in report.artifacts if a.path.endswith("multiarch-layout") and a.member is None]
+    assert [a.kind.value for a in layout] == ["image"]

@@ -48,7 +48,7 @@ def walk(paths: Sequence[str], limits: ScanLimits, image_options: images.ImageOp
         elif path.is_dir() and images.is_image(given):
             yield from _image(given, limits, options)
         elif path.is_dir():
-            yield from _walk_dir(given, limits)
+            yield from _walk_dir(given, limits, options)
         elif path.is_file():
             yield from _file(given, limits, options)
         elif path.exists():
@@ -57,19 +57,23 @@ def walk(paths: Sequence[str], limits: ScanLimits, image_options: images.ImageOp
             yield ScanError(given, "no such file or directory", error_type="FileNotFoundError")
 
 
-def _walk_dir(root: str, limits: ScanLimits) -> Iterator[Event]:
+def _walk_dir(root: str, limits: ScanLimits, options: images.ImageOptions) -> Iterator[Event]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for d in list(dirnames):
-            if os.path.islink(os.path.join(dirpath, d)):
+            sub = os.path.join(dirpath, d)
+            if os.path.islink(sub):
                 dirnames.remove(d)
-                yield Skipped(os.path.join(dirpath, d), "symbolic link not followed")
+                yield Skipped(sub, "symbolic link not followed")
+            elif images.is_image(sub):  # an OCI layout directory is one image, not a heap of blobs
+                dirnames.remove(d)
+                yield from _image(sub, limits, options)
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             if os.path.islink(full):
                 yield Skipped(full, "symbolic link not followed")
             elif os.path.isfile(full):
-                yield from _file(full, limits, images.ImageOptions())
+                yield from _file(full, limits, options)
             else:
                 yield Skipped(full, "not a regular file (device, FIFO or socket)")
 
