@@ -7,7 +7,16 @@ from collections.abc import Sequence
 
 # Containers that inputs.py opens; every other format is a leaf handed to scanners.
 ARCHIVES = frozenset({"zip", "pytorch-zip", "numpy-npz", "keras-v3", "tar", "7z"})
-IMAGES = frozenset({"oci-image"})  # container images: inputs/images.py reads them layer by layer
+IMAGES = frozenset({"oci-image"})
+DATASET_FORMATS = frozenset({"csv", "tsv", "jsonl", "parquet", "arrow", "arrow-stream"})
+_DATASET_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".arrow": "arrow-stream",
+    ".feather": "arrow",
+}  # container images: inputs/images.py reads them layer by layer
 COMPRESSED = frozenset({"gzip", "bz2", "xz", "lzma", "zlib", "lz4", "zstd"})
 
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
@@ -70,6 +79,13 @@ def sniff(head: bytes, *, last_byte: bytes = b"", name: str = "") -> str:
         return "gguf"
     if head[4:8] == b"TFL3":
         return "tflite"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"ARROW1"):
+        return "arrow"
+    dataset = next((fmt for suffix, fmt in _DATASET_SUFFIXES.items() if lower.endswith(suffix)), None)
+    if dataset and not head.startswith((b"PK\x03\x04", b"\x1f\x8b")):
+        return dataset
     if len(head) > 262 and head[257:262] == b"ustar":
         return "tar"
     compressed = _compression(head)

@@ -36,6 +36,8 @@ def scan(
     vulndb: str | Path | None = None,
     osv_url: str | None = None,
     image_options: ImageOptions | None = None,
+    reference: str | Path | None = None,
+    label_column: str | None = None,
 ) -> ScanReport:
     """Statically scan files, directories and archives. Never executes what it reads.
 
@@ -44,7 +46,14 @@ def scan(
     pip-audit for dependencies when there is no offline database.
     """
     ruleset = ruleset or load_ruleset()
-    ctx = ScanContext(ruleset, limits or ScanLimits(), vulndb_path=Path(vulndb) if vulndb else default_vulndb(), osv_url=osv_url)
+    ctx = ScanContext(
+        ruleset,
+        limits or ScanLimits(),
+        vulndb_path=Path(vulndb) if vulndb else default_vulndb(),
+        osv_url=osv_url,
+        reference_path=Path(reference) if reference else None,
+        label_column=label_column,
+    )
     started = _now()
     artifacts: list[Artifact] = []
     findings: list[Finding] = []
@@ -120,6 +129,8 @@ def _scan_blob(
 def _artifact(blob: Blob, facts: dict[str, JSONScalar]) -> Artifact:
     if blob.format in formats.MODEL_FORMATS:
         kind = ArtifactKind.MODEL
+    elif blob.format in formats.DATASET_FORMATS:
+        kind = ArtifactKind.DATASET
     elif blob.format in MANIFEST_FORMATS:
         kind = ArtifactKind.DEPENDENCIES
     elif blob.format in formats.IMAGES:

@@ -67,6 +67,10 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
     help="With no offline database: look dependencies up in OSV's online API (through pip-audit). Sends package names and versions.",
 )
 @click.option("--osv-url", "osv_url", default=None, hidden=True, help="The OSV query API --online uses (for mirrors).")
+@click.option(
+    "--reference", type=click.Path(exists=True, dir_okay=False), help="Datasets: a trusted dataset to measure drift against."
+)
+@click.option("--label-column", metavar="NAME", help="Datasets: the label column (default: label, target, y or class).")
 @click.option("--all-layers", is_flag=True, help="Images: scan files that later layers replaced or deleted, too.")
 @click.option(
     "--platform", "image_platform", metavar="OS/ARCH", help="Images: only this platform of a multi-arch index (e.g. linux/amd64)."
@@ -95,6 +99,8 @@ def scan_command(
     max_bytes: int | None,
     vulndb: str | None,
     osv_url: str | None,
+    reference: str | None,
+    label_column: str | None,
     all_layers: bool,
     image_platform: str | None,
     run_gate: bool,
@@ -115,6 +121,8 @@ def scan_command(
         vulndb=vulndb,
         osv_url=osv_url,
         image_options=ImageOptions(platform=image_platform, all_layers=all_layers),
+        reference=reference,
+        label_column=label_column,
     )
     for fmt, target in wanted:
         text = FORMATS[fmt](report, ruleset)

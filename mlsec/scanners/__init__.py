@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlsec.scanners.base import ScanContext, Scanner
+from mlsec.scanners.dataset import DatasetScanner
 from mlsec.scanners.dependencies import DependencyScanner, OsPackageScanner
 from mlsec.scanners.gguf import GgufScanner
 from mlsec.scanners.image_config import ImageConfigScanner
@@ -34,6 +35,7 @@ SCANNERS: tuple[Scanner, ...] = (
     DependencyScanner(),
     OsPackageScanner(),
     ImageConfigScanner(),
+    DatasetScanner(),
 )
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}

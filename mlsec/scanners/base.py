@@ -20,6 +20,8 @@ class ScanContext:
     limits: ScanLimits
     vulndb_path: Path | None = None  # the offline OSV database (dependency scanning); None: none available
     osv_url: str | None = None  # the online OSV query API, only when the user asked for it (--online)
+    reference_path: Path | None = None  # datasets: the trusted reference new data is compared with
+    label_column: str | None = None  # datasets: the label column (default: label, target, y, class)
     _facts: dict[tuple[str, tuple[str, ...]], dict[str, JSONScalar]] = field(default_factory=dict, repr=False)
     _extra: list[Artifact | Skipped] = field(default_factory=list, repr=False)
     _open: dict[str, Any] = field(default_factory=dict, repr=False)

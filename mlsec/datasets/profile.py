@@ -1,0 +1,120 @@
+"""A streaming profile of a table: schema, labels, duplicate rows, value-label statistics, a row sample.
+
+Bounded memory: 16 bytes per row for duplicate detection, capped value tables per column, and a
+reservoir sample of at most SAMPLE_ROWS rows for drift statistics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SAMPLE_ROWS = 20_000
+MAX_DISTINCT = 256  # columns with more distinct values are not tracked value by value
+LABEL_NAMES = ("label", "labels", "target", "y", "class")
+
+
+@dataclass
+class Profile:
+    label_column: str | None
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    numeric: Counter[str] = field(default_factory=Counter)  # column -> cells that parse as numbers
+    filled: Counter[str] = field(default_factory=Counter)  # column -> non-null cells
+    labels: Counter[str] = field(default_factory=Counter)
+    values: dict[str, Counter[tuple[str, str]]] = field(default_factory=dict)  # column -> (value, label) counts
+    hashes: list[Any] = field(default_factory=list)  # per chunk: uint64 row hashes (features only)
+    label_codes: list[Any] = field(default_factory=list)
+    sample: Any = None  # a DataFrame of at most SAMPLE_ROWS rows
+    _rng: Any = field(default_factory=lambda: np.random.default_rng(0))
+
+    def add(self, frame: Any) -> None:
+        import pandas as pd  # noqa: PLC0415
+
+        if not self.columns:
+            self.columns = [str(c) for c in frame.columns]
+            if self.label_column is None:
+                self.label_column = next((c for c in self.columns if c.lower() in LABEL_NAMES), None)
+        frame = frame.rename(columns=str)
+        features = [c for c in self.columns if c != self.label_column and c in frame.columns]
+        labels = frame[self.label_column].astype(str) if self.label_column in frame.columns else None
+        for column in self.columns:
+            if column not in frame.columns:
+                continue
+            series = frame[column]
+            self.filled[column] += int(series.notna().sum())
+            self.numeric[column] += int(pd.to_numeric(series, errors="coerce").notna().sum())
+        if labels is not None:
+            self.labels.update(labels.tolist())
+            self.hashes.append(pd.util.hash_pandas_object(frame[features].astype(str), index=False).to_numpy())
+            self.label_codes.append(labels.to_numpy())
+            for column in features:
+                table = self.values.setdefault(column, Counter()) if self.rows == 0 else self.values.get(column)
+                if table is None:  # too many distinct values, or a column that appeared late
+                    continue
+                table.update(zip(frame[column].astype(str).tolist(), labels.tolist(), strict=True))
+                if len({v for v, _ in table}) > MAX_DISTINCT:
+                    self.values[column] = None  # type: ignore[assignment]
+        self._sample(frame)
+        self.rows += len(frame)
+
+    def _sample(self, frame: Any) -> None:
+        """Reservoir sampling: row t (counting from 1) replaces a sampled row with probability SAMPLE_ROWS / t."""
+        import pandas as pd  # noqa: PLC0415
+
+        held = 0 if self.sample is None else len(self.sample)
+        if held < SAMPLE_ROWS:
+            taken = frame.iloc[: SAMPLE_ROWS - held]
+            self.sample = taken.copy() if self.sample is None else pd.concat([self.sample, taken], ignore_index=True)
+        rest = frame.iloc[SAMPLE_ROWS - held :] if held < SAMPLE_ROWS else frame
+        if len(rest) == 0:
+            return
+        first = self.rows + (len(frame) - len(rest)) + 1
+        keep = np.flatnonzero(self._rng.random(len(rest)) < SAMPLE_ROWS / (np.arange(len(rest)) + first))
+        if len(keep):
+            targets = self._rng.integers(0, SAMPLE_ROWS, len(keep))
+            self.sample.iloc[targets] = rest.iloc[keep].to_numpy()
+
+    def conflicting_duplicates(self) -> int:
+        """Rows whose features repeat another row's exactly while the label differs."""
+        if not self.hashes:
+            return 0
+        hashes = np.concatenate(self.hashes)
+        labels = np.concatenate(self.label_codes).astype(str)
+        order = np.argsort(hashes, kind="stable")
+        hashes, labels = hashes[order], labels[order]
+        starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
+        ends = np.r_[starts[1:], len(hashes)]
+        return int(sum(e - s for s, e in zip(starts, ends, strict=True) if e - s > 1 and len(set(labels[s:e])) > 1))
+
+    def trigger_candidates(self, min_support: float, min_purity: float, max_base_rate: float) -> list[dict[str, Any]]:
+        """Feature values that are rare, frequent enough, and almost always come with one label."""
+        out = []
+        total = sum(self.labels.values())
+        if not total:
+            return out
+        for column, table in self.values.items():
+            if not table:
+                continue
+            by_value: dict[str, Counter[str]] = {}
+            for (value, label), n in table.items():
+                by_value.setdefault(value, Counter())[label] += n
+            for value, counts in by_value.items():
+                n = sum(counts.values())
+                label, hits = counts.most_common(1)[0]
+                base = self.labels[label] / total
+                if n >= max(10, min_support * total) and n <= 0.3 * total and hits / n >= min_purity and base <= max_base_rate:
+                    out.append(
+                        {
+                            "column": column,
+                            "value": value,
+                            "rows": n,
+                            "label": label,
+                            "purity": round(hits / n, 3),
+                            "label_base_rate": round(base, 3),
+                        }
+                    )
+        return sorted(out, key=lambda c: (-c["rows"], c["column"]))
