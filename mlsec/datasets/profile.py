@@ -17,6 +17,13 @@ MAX_DISTINCT = 256  # columns with more distinct values are not tracked value by
 LABEL_NAMES = ("label", "labels", "target", "y", "class")
 
 
+def _text(value: Any) -> str:
+    """A cell as text, the same whatever the chunk's inferred type: 16, 16.0 and "16" are one value."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 @dataclass
 class Profile:
     label_column: str | None
@@ -45,17 +52,23 @@ class Profile:
             if column not in frame.columns:
                 continue
             series = frame[column]
-            self.filled[column] += int(series.notna().sum())
-            self.numeric[column] += int(pd.to_numeric(series, errors="coerce").notna().sum())
+            filled = int(series.notna().sum())
+            self.filled[column] += filled
+            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+            self.numeric[column] += filled if numeric else int(pd.to_numeric(series, errors="coerce").notna().sum())
         if labels is not None:
             self.labels.update(labels.tolist())
-            self.hashes.append(pd.util.hash_pandas_object(frame[features].astype(str), index=False).to_numpy())
+            self.hashes.append(pd.util.hash_pandas_object(frame[features], index=False).to_numpy())
             self.label_codes.append(labels.to_numpy())
             for column in features:
                 table = self.values.setdefault(column, Counter()) if self.rows == 0 else self.values.get(column)
                 if table is None:  # too many distinct values, or a column that appeared late
                     continue
-                table.update(zip(frame[column].astype(str).tolist(), labels.tolist(), strict=True))
+                pairs = pd.DataFrame({"v": frame[column].to_numpy(), "l": labels.to_numpy()}).value_counts()
+                if pairs.index.get_level_values(0).nunique() > MAX_DISTINCT:
+                    self.values[column] = None  # type: ignore[assignment]
+                    continue
+                table.update({(_text(v), str(label)): int(n) for (v, label), n in pairs.items()})
                 if len({v for v, _ in table}) > MAX_DISTINCT:
                     self.values[column] = None  # type: ignore[assignment]
         self._sample(frame)

@@ -44,15 +44,14 @@ def metadata(fmt: str, fh: BinaryIO) -> SchemaMetadata:
 
 
 def chunks(fmt: str, fh: BinaryIO) -> Iterator[Any]:
-    """DataFrames of up to CHUNK_ROWS rows; CSV/TSV/JSONL cells stay strings (nothing is guessed)."""
+    """DataFrames of up to CHUNK_ROWS rows (numeric columns parsed by pandas' C reader, the rest text)."""
     import pandas as pd  # noqa: PLC0415 - heavy, lazy
 
     if fmt in ("csv", "tsv"):
         reader = pd.read_csv(
             fh,
             sep="\t" if fmt == "tsv" else ",",
-            dtype=str,
-            keep_default_na=False,
+            keep_default_na=False,  # "NA" and "null" stay text; only empty cells are missing
             na_values=[""],
             chunksize=CHUNK_ROWS,
             encoding_errors="replace",
