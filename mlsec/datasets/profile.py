@@ -37,6 +37,7 @@ class Profile:
     label_codes: list[Any] = field(default_factory=list)
     sample: Any = None  # a DataFrame of at most SAMPLE_ROWS rows
     _rng: Any = field(default_factory=lambda: np.random.default_rng(0))
+    _label_ids: dict[str, int] = field(default_factory=dict)
 
     def add(self, frame: Any) -> None:
         import pandas as pd  # noqa: PLC0415
@@ -59,7 +60,9 @@ class Profile:
         if labels is not None:
             self.labels.update(labels.tolist())
             self.hashes.append(pd.util.hash_pandas_object(frame[features], index=False).to_numpy())
-            self.label_codes.append(labels.to_numpy())
+            codes, uniques = pd.factorize(labels)  # int32 codes: 4 bytes a row, not a string object
+            mapping = np.array([self._label_ids.setdefault(str(u), len(self._label_ids)) for u in uniques], dtype=np.int32)
+            self.label_codes.append(mapping[codes] if len(mapping) else codes.astype(np.int32))
             for column in features:
                 table = self.values.setdefault(column, Counter()) if self.rows == 0 else self.values.get(column)
                 if table is None:  # too many distinct values, or a column that appeared late
@@ -96,12 +99,19 @@ class Profile:
         if not self.hashes:
             return 0
         hashes = np.concatenate(self.hashes)
-        labels = np.concatenate(self.label_codes).astype(str)
         order = np.argsort(hashes, kind="stable")
-        hashes, labels = hashes[order], labels[order]
+        hashes = hashes[order]
+        labels = np.concatenate(self.label_codes)[order]
+        del order
+        repeats = np.flatnonzero(hashes[1:] == hashes[:-1])  # usually few: work on those rows only
+        if len(repeats) == 0:
+            return 0
+        rows = np.union1d(repeats, repeats + 1)
+        hashes, labels = hashes[rows], labels[rows]
         starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
-        ends = np.r_[starts[1:], len(hashes)]
-        return int(sum(e - s for s, e in zip(starts, ends, strict=True) if e - s > 1 and len(set(labels[s:e])) > 1))
+        sizes = np.diff(np.r_[starts, len(hashes)])
+        mixed = np.minimum.reduceat(labels, starts) != np.maximum.reduceat(labels, starts)
+        return int(sizes[(sizes > 1) & mixed].sum())
 
     def trigger_candidates(self, min_support: float, min_purity: float, max_base_rate: float) -> list[dict[str, Any]]:
         """Feature values that are rare, frequent enough, and almost always come with one label."""

@@ -118,3 +118,20 @@ def test_cli_reference_and_label_column(tmp_path: Path) -> None:
     assert result.exit_code == 1
     doc = json.loads(result.output)
     assert doc["artifacts"][0]["facts"]["label_column"] == "target"
+
+
+def test_a_hugging_face_style_dataset_folder(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text(
+        json.dumps({"features": {"text": {"dtype": "string"}, "label": {"dtype": "int64"}}})
+    )
+    table = pa.table({"text": ["fine", '=HYPERLINK("http://x.invalid")', "ok"], "label": [0, 1, 0]})
+    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    report = scan([str(folder)])
+    shard = next(a for a in report.artifacts if a.path.endswith(".arrow"))
+    assert (shard.format, shard.kind.value, shard.facts["rows"]) == ("arrow-stream", "dataset", 3)
+    assert "MLSEC-DATA-002" in {f.rule_id for f in report.findings}
