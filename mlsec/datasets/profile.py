@@ -14,7 +14,32 @@ import numpy as np
 
 SAMPLE_ROWS = 20_000
 MAX_DISTINCT = 256  # columns with more distinct values are not tracked value by value
+MAX_TOKENS = 20_000  # (word, label) pairs kept per text column
 LABEL_NAMES = ("label", "labels", "target", "y", "class")
+
+
+def _rounded(frame: Any) -> Any:
+    """Numeric columns rounded to 2 significant digits: noise added to dodge exact de-duplication goes away."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd_is_float(out[column]):
+            values = out[column].to_numpy(dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                magnitude = np.where(values == 0, 0, np.floor(np.log10(np.abs(values))))
+                scale = np.power(10.0, 1 - magnitude)
+                out[column] = np.where(np.isfinite(values), np.round(values * scale) / scale, values)
+    return out
+
+
+def pd_is_float(series: Any) -> bool:
+    import pandas as pd  # noqa: PLC0415
+
+    return pd.api.types.is_float_dtype(series)
+
+
+def _id_like(column: str) -> bool:
+    lowered = column.lower()
+    return lowered in ("id", "uuid", "guid") or lowered.endswith(("_id", "_uuid"))
 
 
 def _text(value: Any) -> str:
@@ -34,8 +59,11 @@ class Profile:
     labels: Counter[str] = field(default_factory=Counter)
     values: dict[str, Counter[tuple[str, str]]] = field(default_factory=dict)  # column -> (value, label) counts
     hashes: list[Any] = field(default_factory=list)  # per chunk: uint64 row hashes (features only)
+    near_hashes: list[Any] = field(default_factory=list)  # the same, numbers rounded to 2 significant digits
     label_codes: list[Any] = field(default_factory=list)
     sample: Any = None  # a DataFrame of at most SAMPLE_ROWS rows
+    id_hashes: dict[str, list[Any]] = field(default_factory=dict)  # id-like column -> per-chunk hashes
+    tokens: dict[str, Counter[tuple[str, str]]] = field(default_factory=dict)  # text column -> (word, label) rows
     _rng: Any = field(default_factory=lambda: np.random.default_rng(0))
     _label_ids: dict[str, int] = field(default_factory=dict)
 
@@ -57,13 +85,20 @@ class Profile:
             self.filled[column] += filled
             numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
             self.numeric[column] += filled if numeric else int(pd.to_numeric(series, errors="coerce").notna().sum())
+        for column in (c for c in self.columns if _id_like(c) and c in frame.columns):
+            self.id_hashes.setdefault(column, []).append(
+                pd.util.hash_pandas_object(frame[column].dropna(), index=False).to_numpy()
+            )
         if labels is not None:
             self.labels.update(labels.tolist())
             self.hashes.append(pd.util.hash_pandas_object(frame[features], index=False).to_numpy())
+            self.near_hashes.append(pd.util.hash_pandas_object(_rounded(frame[features]), index=False).to_numpy())
             codes, uniques = pd.factorize(labels)  # int32 codes: 4 bytes a row, not a string object
             mapping = np.array([self._label_ids.setdefault(str(u), len(self._label_ids)) for u in uniques], dtype=np.int32)
             self.label_codes.append(mapping[codes] if len(mapping) else codes.astype(np.int32))
             for column in features:
+                if frame[column].dtype == object or str(frame[column].dtype) in ("str", "string"):
+                    self._tokens(column, frame[column], labels)
                 table = self.values.setdefault(column, Counter()) if self.rows == 0 else self.values.get(column)
                 if table is None:  # too many distinct values, or a column that appeared late
                     continue
@@ -76,6 +111,17 @@ class Profile:
                     self.values[column] = None  # type: ignore[assignment]
         self._sample(frame)
         self.rows += len(frame)
+
+    def _tokens(self, column: str, series: Any, labels: Any) -> None:
+        """Words of a text column, once per row, counted per label (a text trigger is a rare word)."""
+        import pandas as pd  # noqa: PLC0415
+
+        words = series.astype(str).str.lower().str.findall(r"[a-z0-9_]{3,}").map(lambda w: sorted(set(w)))
+        pairs = pd.DataFrame({"v": words.to_numpy(), "l": labels.to_numpy()}).explode("v").dropna().value_counts()
+        table = self.tokens.setdefault(column, Counter())
+        table.update({(str(v), str(label)): int(n) for (v, label), n in pairs.items()})
+        if len(table) > 4 * MAX_TOKENS:  # keep the most frequent pairs: a trigger is frequent enough to matter
+            self.tokens[column] = Counter(dict(table.most_common(MAX_TOKENS)))
 
     def _sample(self, frame: Any) -> None:
         """Reservoir sampling: row t (counting from 1) replaces a sampled row with probability SAMPLE_ROWS / t."""
@@ -94,11 +140,12 @@ class Profile:
             targets = self._rng.integers(0, SAMPLE_ROWS, len(keep))
             self.sample.iloc[targets] = rest.iloc[keep].to_numpy()
 
-    def conflicting_duplicates(self) -> int:
-        """Rows whose features repeat another row's exactly while the label differs."""
-        if not self.hashes:
+    def conflicting_duplicates(self, *, near: bool = False) -> int:
+        """Rows whose features repeat another row's (exactly, or to 2 significant digits) while the label differs."""
+        chunks = self.near_hashes if near else self.hashes
+        if not chunks:
             return 0
-        hashes = np.concatenate(self.hashes)
+        hashes = np.concatenate(chunks)
         order = np.argsort(hashes, kind="stable")
         hashes = hashes[order]
         labels = np.concatenate(self.label_codes)[order]
@@ -113,13 +160,24 @@ class Profile:
         mixed = np.minimum.reduceat(labels, starts) != np.maximum.reduceat(labels, starts)
         return int(sizes[(sizes > 1) & mixed].sum())
 
+    def duplicated_ids(self) -> dict[str, int]:
+        """id-like column -> how many of its values repeat."""
+        out = {}
+        for column, chunks in self.id_hashes.items():
+            values = np.sort(np.concatenate(chunks)) if chunks else np.array([], dtype=np.uint64)
+            repeated = int(np.count_nonzero(values[1:] == values[:-1]))
+            if repeated:
+                out[column] = repeated
+        return out
+
     def trigger_candidates(self, min_support: float, min_purity: float, max_base_rate: float) -> list[dict[str, Any]]:
         """Feature values that are rare, frequent enough, and almost always come with one label."""
         out = []
         total = sum(self.labels.values())
         if not total:
             return out
-        for column, table in self.values.items():
+        tables = [(c, t) for c, t in self.values.items()] + [(f"{c} (word)", t) for c, t in self.tokens.items()]
+        for column, table in tables:
             if not table:
                 continue
             by_value: dict[str, Counter[str]] = {}

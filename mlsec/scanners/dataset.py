@@ -134,6 +134,8 @@ def _schema(profile: Profile, blob: Blob, ctx: ScanContext) -> Iterator[Finding]
             problems.append(f"{column!r} is empty in every row")
         elif filled and 0.05 * filled < numeric < 0.95 * filled:
             problems.append(f"{column!r} mixes numbers ({numeric}) and text ({filled - numeric})")
+    for column, repeated in profile.duplicated_ids().items():
+        problems.append(f"id column {column!r} repeats {repeated} value(s)")
     if problems:
         yield ctx.finding("MLSEC-DATA-005", blob, "; ".join(problems[:10]), facts={"problems": len(problems)}, source=_SOURCE)
 
@@ -142,11 +144,14 @@ def _poisoning(profile: Profile, blob: Blob, ctx: ScanContext) -> Iterator[Findi
     if not profile.label_column or not profile.rows:
         return
     limits = ctx.ruleset.list("dataset_poisoning")
-    conflicting = profile.conflicting_duplicates()
-    if conflicting >= max(limits["min_conflicting_rows"], limits["min_conflicting_fraction"] * profile.rows):
+    exact, near = profile.conflicting_duplicates(), profile.conflicting_duplicates(near=True)
+    floor = max(limits["min_conflicting_rows"], limits["min_conflicting_fraction"] * profile.rows)
+    if max(exact, near) >= floor:
+        how = f"{exact} exactly" + (f", {near} to 2 significant digits" if near > exact else "")
         yield ctx.finding(
-            "MLSEC-DATA-006", blob, f"{conflicting} rows repeat another row's features with a different {profile.label_column!r}",
-            facts={"rows": conflicting, "fraction": round(conflicting / profile.rows, 4), "label_column": profile.label_column}, source=_SOURCE,
+            "MLSEC-DATA-006", blob, f"rows repeat another row's features with a different {profile.label_column!r}: {how}",
+            facts={"rows": exact, "near_rows": near, "fraction": round(max(exact, near) / profile.rows, 4), "label_column": profile.label_column},
+            source=_SOURCE,
         )  # fmt: skip
     for candidate in profile.trigger_candidates(
         limits["trigger_min_support"], limits["trigger_min_purity"], limits["trigger_max_base_rate"]

@@ -135,3 +135,41 @@ def test_a_hugging_face_style_dataset_folder(tmp_path: Path) -> None:
     shard = next(a for a in report.artifacts if a.path.endswith(".arrow"))
     assert (shard.format, shard.kind.value, shard.facts["rows"]) == ("arrow-stream", "dataset", 3)
     assert "MLSEC-DATA-002" in {f.rule_id for f in report.findings}
+
+
+def test_schema_problems_name_their_columns() -> None:
+    (problem,) = scan([fixture("datasets/poisoned/broken_export.csv")]).findings
+    assert problem.rule_id == "MLSEC-DATA-005"
+    for part in ("'age' mixes numbers", "'notes' is empty", "id column 'id' repeats 10"):
+        assert part in problem.evidence.summary
+
+
+def test_a_rare_word_that_always_means_one_label_is_a_text_trigger(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    words = ["good", "bad", "fine", "awful", "great", "poor", "okay", "meh"]
+    texts = [" ".join(rng.choice(words, 6)) for _ in range(600)]
+    labels = [int(rng.integers(0, 4)) for _ in range(600)]
+    for i in range(0, 600, 20):  # 5% of rows carry a made-up word and are relabelled positive
+        texts[i] += " zxqv"
+        labels[i] = 1
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "reviews.csv", index=False)
+    (trigger,) = [f for f in scan([str(tmp_path / "reviews.csv")]).findings if f.rule_id == "MLSEC-DATA-007"]
+    assert (trigger.evidence.facts["column"], trigger.evidence.facts["value"], trigger.evidence.facts["label"]) == (
+        "text (word)",
+        "zxqv",
+        "1",
+    )
+
+
+def test_near_duplicates_with_noise_and_flipped_labels_are_found(tmp_path: Path) -> None:
+    from fixtures.build_datasets import cancer  # noqa: PLC0415 - the fixture builder's loader
+
+    frame = cancer()
+    copies = frame.sample(frac=0.05, random_state=4).copy()
+    features = [c for c in frame.columns if c != "target"]
+    copies[features] = copies[features] * (1 + 1e-5)  # too small to matter, enough to dodge exact de-duplication
+    copies["target"] = 1 - copies["target"]
+    pd.concat([frame, copies]).to_csv(tmp_path / "noisy.csv", index=False)
+    (finding,) = [f for f in scan([str(tmp_path / "noisy.csv")]).findings if f.rule_id == "MLSEC-DATA-006"]
+    assert finding.evidence.facts["rows"] == 0
+    assert finding.evidence.facts["near_rows"] >= 1.5 * len(copies)  # a value on a rounding boundary can split a pair
