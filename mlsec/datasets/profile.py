@@ -160,6 +160,35 @@ class Profile:
         mixed = np.minimum.reduceat(labels, starts) != np.maximum.reduceat(labels, starts)
         return int(sizes[(sizes > 1) & mixed].sum())
 
+    def class_outliers(self, threshold: float, min_features: int) -> list[dict[str, Any]]:
+        """Sampled rows far outside their own class in several features at once: robust z-scores (median,
+        MAD) over `threshold` in at least `min_features` columns. One extreme feature is common in real
+        data; many at once is an injected or corrupted row."""
+        import pandas as pd  # noqa: PLC0415
+
+        if self.sample is None or not self.label_column or self.label_column not in self.sample.columns:
+            return []
+        numeric = self.sample.drop(columns=[self.label_column]).apply(pd.to_numeric, errors="coerce")
+        numeric = numeric.loc[:, numeric.notna().mean() > 0.9].astype(float)
+        out = []
+        for label, rows in numeric.groupby(self.sample[self.label_column].astype(str)):
+            if len(rows) < 20:
+                continue
+            median = rows.median()
+            mad = (rows - median).abs().median().replace(0, np.nan)
+            z = ((rows - median).abs() / (1.4826 * mad)).fillna(0)
+            extreme = (z > threshold).sum(axis=1)
+            for index in extreme.index[extreme >= min_features]:
+                out.append(
+                    {
+                        "label": label,
+                        "sample_row": int(index),
+                        "features": int(extreme[index]),
+                        "z": round(float(z.loc[index].max()), 1),
+                    }
+                )
+        return sorted(out, key=lambda o: (-o["features"], -o["z"]))
+
     def duplicated_ids(self) -> dict[str, int]:
         """id-like column -> how many of its values repeat."""
         out = {}

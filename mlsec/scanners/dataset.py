@@ -153,6 +153,13 @@ def _poisoning(profile: Profile, blob: Blob, ctx: ScanContext) -> Iterator[Findi
             facts={"rows": exact, "near_rows": near, "fraction": round(max(exact, near) / profile.rows, 4), "label_column": profile.label_column},
             source=_SOURCE,
         )  # fmt: skip
+    outliers = profile.class_outliers(limits["outlier_z"], limits["outlier_min_features"])
+    if outliers:
+        worst = ", ".join(f"{o['features']} features (z up to {o['z']}) in class {o['label']!r}" for o in outliers[:3])
+        yield ctx.finding(
+            "MLSEC-DATA-010", blob, f"{len(outliers)} sampled row(s) lie far outside their own class: {worst}",
+            facts={"rows": len(outliers), "sampled_rows": len(profile.sample), "worst_z": outliers[0]["z"]}, source=_SOURCE,
+        )  # fmt: skip
     for candidate in profile.trigger_candidates(
         limits["trigger_min_support"], limits["trigger_min_purity"], limits["trigger_max_base_rate"]
     )[:5]:

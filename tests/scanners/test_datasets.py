@@ -40,6 +40,7 @@ def test_clean_copies_give_no_high_finding(rel: str) -> None:
         ("datasets/poisoned/digits_trigger.parquet", "MLSEC-DATA-007"),
         ("datasets/poisoned/digits_formulas.csv", "MLSEC-DATA-002"),
         ("datasets/poisoned/pickled_extension_type.parquet", "MLSEC-DATA-001"),
+        ("datasets/poisoned/digits_outliers.csv", "MLSEC-DATA-010"),
         ("models/malicious/object_array.npy", "MLSEC-PICKLE-001"),
     ],
 )
