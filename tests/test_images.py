@@ -107,3 +107,34 @@ def test_options_reach_images_found_inside_a_directory() -> None:
     }
     layout = [a for a in report.artifacts if a.path.endswith("multiarch-layout") and a.member is None]
     assert [a.kind.value for a in layout] == ["image"]
+
+
+@pytest.mark.parametrize("digest", ["sha256:../../../etc/passwd", "md5:abc"])
+def test_a_layout_cannot_point_outside_itself(tmp_path: Path, digest: str) -> None:
+    layout = tmp_path / "layout"
+    shutil.copytree(fixture("images/multiarch-layout"), layout)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": 1}],
+    }
+    (layout / "index.json").write_text(__import__("json").dumps(index))
+    report = scan([str(layout)])
+    assert report.findings == ()
+    assert "malformed digest" in report.errors[0].reason
+
+
+def test_a_docker_manifest_cannot_point_outside_the_archive(tmp_path: Path) -> None:
+    import io
+    import json
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        data = json.dumps([{"Config": "../../etc/passwd", "Layers": []}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    path = tmp_path / "evil.tar"
+    path.write_bytes(buf.getvalue())
+    report = scan([str(path)])
+    assert "points outside the image" in report.errors[0].reason

@@ -72,8 +72,12 @@ class _Source:
         return set(self._members)
 
     def open(self, name: str) -> BinaryIO:
+        name = _inside(name)
         if self.dir is not None:
-            return open(self.dir / name, "rb")  # noqa: SIM115 - the caller closes it
+            path = self.dir / name
+            if path.is_symlink() or not path.is_file():
+                raise FileNotFoundError(f"{name} is not a regular file of the layout")
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
         assert self._tar is not None
         info = self._members.get(name)
         stream = self._tar.extractfile(info) if info else None
@@ -128,9 +132,23 @@ def walk_image(
         source.close()
 
 
+_DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
+
+
 def _blob_name(digest: str) -> str:
+    """The blob path of a digest; anything else (say `sha256:../../etc/passwd`) is refused."""
+    if not _DIGEST.fullmatch(str(digest)):
+        raise ValueError(f"malformed digest {str(digest)[:80]!r}")
     algorithm, _, hexdigest = digest.partition(":")
     return f"blobs/{algorithm}/{hexdigest}"
+
+
+def _inside(name: str) -> str:
+    """A path named by manifest.json, refused when it would leave the image."""
+    normalized = posixpath.normpath(str(name).removeprefix("./"))
+    if normalized.startswith(("/", "..")) or "\\" in normalized:
+        raise ValueError(f"path {str(name)[:80]!r} points outside the image")
+    return normalized
 
 
 def _images(source: _Source, options: ImageOptions) -> tuple[list[_Image], list[tuple[str, str, dict[str, Any]]]]:
@@ -150,8 +168,8 @@ def _images(source: _Source, options: ImageOptions) -> tuple[list[_Image], list[
     elif "manifest.json" in names:
         for entry in json.loads(source.read("manifest.json")):
             tags = entry.get("RepoTags") or []
-            image = _Image(", ".join(tags) or entry["Config"], entry["Config"], None)
-            image.layers = [_Layer(name, _digest_from_name(name), None, i) for i, name in enumerate(entry["Layers"])]
+            image = _Image(", ".join(tags) or entry["Config"], _inside(entry["Config"]), None)
+            image.layers = [_Layer(_inside(name), _digest_from_name(name), None, i) for i, name in enumerate(entry["Layers"])]
             images.append(image)
     else:
         raise ValueError("neither index.json (OCI) nor manifest.json (docker save) at the top")
