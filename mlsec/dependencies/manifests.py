@@ -61,6 +61,8 @@ def _requirements(text: str, path: str, *, on_disk: bool, depth: int) -> Manifes
                 problems.append(f"{path}:{line_no}: include {value} not followed inside an archive")
             elif depth >= MAX_INCLUDE_DEPTH:
                 problems.append(f"{path}:{line_no}: includes nested deeper than {MAX_INCLUDE_DEPTH}")
+            elif not _within(Path(path).parent, value):
+                problems.append(f"{path}:{line_no}: include {value} leaves the manifest's directory; not read")
             else:
                 target = Path(path).parent / value
                 try:
@@ -85,6 +87,15 @@ def _requirements(text: str, path: str, *, on_disk: bool, depth: int) -> Manifes
             continue
         # other options (--find-links, --pre, --no-binary...) do not name a dependency
     return Manifest(path, "requirements", tuple(deps), tuple(extra), index, tuple(problems))
+
+
+def _within(base: Path, relative: str) -> bool:
+    """`-r` includes stay inside the manifest's directory: a hostile requirements file must not make
+    the scan read (and quote) /etc/shadow into a report that ends up in code scanning."""
+    if Path(relative).is_absolute():
+        return False
+    root = base.resolve()
+    return (root / relative).resolve().is_relative_to(root)
 
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:

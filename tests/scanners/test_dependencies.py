@@ -227,3 +227,13 @@ def test_evaluate_last_affected_and_limit() -> None:
     assert [evaluate(record, "x", v).affected for v in ("0.9", "1.0", "1.4", "1.4.1", "2.1", "2.5", "3.0")] == [
         False, True, True, False, True, False, False,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("include", ["/etc/passwd", "../../../../etc/passwd"])
+def test_includes_outside_the_manifest_directory_are_not_read(tmp_path: Path, include: str) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    path = _requirements(project, f"-r {include}\n")
+    report = scan([path])
+    assert any("leaves the manifest's directory; not read" in s.reason for s in report.skipped)
+    assert "root:" not in report.to_json()
