@@ -8,6 +8,9 @@ from collections.abc import Sequence
 # Containers that inputs.py opens; every other format is a leaf handed to scanners.
 ARCHIVES = frozenset({"zip", "pytorch-zip", "numpy-npz", "keras-v3", "tar", "7z"})
 IMAGES = frozenset({"oci-image"})
+MANIFEST_FORMATS = frozenset(
+    {"requirements", "pyproject", "poetry-lock", "uv-lock", "pylock", "pipfile-lock", "conda-env", "python-metadata"}
+)
 DATASET_FORMATS = frozenset({"csv", "tsv", "jsonl", "parquet", "arrow", "arrow-stream"})
 _DATASET_SUFFIXES = {
     ".csv": "csv",

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from mlsec import __version__, formats, inputs
 from mlsec.artifacts import Artifact, ArtifactKind, Blob
-from mlsec.dependencies.manifests import MANIFEST_FORMATS
 from mlsec.dependencies.vulndb import default_path as default_vulndb
 from mlsec.errors import MlsecError
 from mlsec.findings import Evidence, Finding, JSONScalar, Location
@@ -131,7 +130,7 @@ def _artifact(blob: Blob, facts: dict[str, JSONScalar]) -> Artifact:
         kind = ArtifactKind.MODEL
     elif blob.format in formats.DATASET_FORMATS:
         kind = ArtifactKind.DATASET
-    elif blob.format in MANIFEST_FORMATS:
+    elif blob.format in formats.MANIFEST_FORMATS:
         kind = ArtifactKind.DEPENDENCIES
     elif blob.format in formats.IMAGES:
         kind = ArtifactKind.IMAGE

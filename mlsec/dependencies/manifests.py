@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
+from mlsec import formats
 from mlsec.dependencies import Dependency, Manifest, canonical_name
 
 MAX_INCLUDE_DEPTH = 8
@@ -260,3 +261,4 @@ _READERS: dict[str, Callable[[str, str], tuple[list[Dependency], list[str]]]] = 
     "python-metadata": _metadata,
 }
 MANIFEST_FORMATS = frozenset({"requirements", *_READERS})
+assert MANIFEST_FORMATS == formats.MANIFEST_FORMATS, "mlsec.formats names the same manifests"

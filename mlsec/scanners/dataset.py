@@ -13,19 +13,21 @@ import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlsec.artifacts import Blob
-from mlsec.datasets import reading
-from mlsec.datasets.checks import CellFindings, scan_cells
-from mlsec.datasets.drift import table_drift
-from mlsec.datasets.profile import Profile
 from mlsec.errors import InputError
 from mlsec.findings import Finding
+from mlsec.formats import DATASET_FORMATS
 from mlsec.scanners.base import ScanContext
 
+if TYPE_CHECKING:
+    from mlsec.datasets import reading
+    from mlsec.datasets.checks import CellFindings
+    from mlsec.datasets.profile import Profile
+
 _SOURCE = "mlsec datasets"
-FORMATS = frozenset({"csv", "tsv", "jsonl", "parquet", "arrow", "arrow-stream"})
+FORMATS = DATASET_FORMATS
 _PII_KINDS = ("email", "phone", "us-ssn", "card")
 
 
@@ -34,6 +36,8 @@ class DatasetScanner:
     formats: ClassVar[frozenset[str]] = FORMATS
 
     def scan(self, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
+        from mlsec.datasets import reading  # noqa: PLC0415 - numpy, pandas and pyarrow load only for datasets
+
         with blob.open() as fh:
             try:
                 meta = reading.metadata(blob.format, fh)
@@ -58,6 +62,10 @@ class DatasetScanner:
 
 
 def _profile(blob: Blob, ctx: ScanContext) -> tuple[Profile, CellFindings]:
+    from mlsec.datasets import reading  # noqa: PLC0415
+    from mlsec.datasets.checks import CellFindings, scan_cells  # noqa: PLC0415
+    from mlsec.datasets.profile import Profile  # noqa: PLC0415
+
     patterns = ctx.ruleset.list("image_secret_patterns")
     prefilter = [p.lower() for p in patterns["prefilter"]]
     regexes = [re.compile(r) for r in patterns["regexes"]]
@@ -174,6 +182,8 @@ def _drift(profile: Profile, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
     if ctx.reference_path is None or profile.sample is None:
         return
     reference = ctx.resource(f"dataset-reference:{ctx.reference_path}", lambda: _reference(Path(ctx.reference_path), ctx))
+    from mlsec.datasets.drift import table_drift  # noqa: PLC0415
+
     drifts = table_drift(reference.sample, profile.sample)
     if not drifts:
         return

@@ -9,16 +9,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from packaging.version import InvalidVersion
-
 from mlsec.artifacts import Artifact, ArtifactKind, Blob
 from mlsec.dependencies import Dependency, Manifest
-from mlsec.dependencies.manifests import MANIFEST_FORMATS, parse
 from mlsec.dependencies.online import query
-from mlsec.dependencies.osv import cvss_score, evaluate, merge_aliases
 from mlsec.dependencies.vulndb import VulnDB
 from mlsec.errors import InputError
 from mlsec.findings import Finding
+from mlsec.formats import MANIFEST_FORMATS
 from mlsec.report import Skipped
 from mlsec.scanners.base import ScanContext
 
@@ -35,6 +32,8 @@ class DependencyScanner:
             raise InputError(f"{blob.size:,}-byte manifest is over the {_MAX_MANIFEST:,}-byte limit", path=blob.path)
         with blob.open() as fh:
             text = fh.read().decode("utf-8", "replace")
+        from mlsec.dependencies.manifests import parse  # noqa: PLC0415 - yaml and packaging load only when needed
+
         try:
             manifest = parse(blob.format, text, blob.path, on_disk=not blob.member)
         except ValueError as exc:  # TOML, JSON and YAML errors are ValueErrors or carry one
@@ -112,9 +111,11 @@ def _why_unchecked(dep: Dependency, has_source: bool) -> str:
         return "direct reference: no version to look up"
     if not dep.version:
         return f"not pinned ({dep.specifier or 'any version'}): the version that gets installed is unknown"
-    try:
-        from mlsec.dependencies.osv import public  # noqa: PLC0415
+    from packaging.version import InvalidVersion  # noqa: PLC0415
 
+    from mlsec.dependencies.osv import public  # noqa: PLC0415
+
+    try:
         public(dep.version)
     except InvalidVersion:
         return f"not PEP 440 ({dep.version!r})"
@@ -159,6 +160,8 @@ def _risks(manifest: Manifest, blob: Blob, ctx: ScanContext) -> Iterator[Finding
 
 
 def _offline_hits(dep: Dependency, db: VulnDB, blob: Blob, ctx: ScanContext) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
+    from mlsec.dependencies.osv import evaluate  # noqa: PLC0415
+
     version = str(dep.version)  # pinned: _why_unchecked said so
     hits = []
     for record in db.records(dep.name):
@@ -177,6 +180,8 @@ def _findings(
     dep: Dependency, hits: list[tuple[dict[str, Any], tuple[str, ...]]], blob: Blob, ctx: ScanContext, *, source: str
 ) -> Iterator[Finding]:
     """One finding per vulnerability: records that alias each other are merged."""
+    from mlsec.dependencies.osv import cvss_score, merge_aliases  # noqa: PLC0415
+
     bands: dict[str, str] = ctx.ruleset.list("vulnerability_rules")
     for group in merge_aliases([r for r, _ in hits]):
         ids = sorted({str(r["id"]) for r in group} | {str(a) for r in group for a in r.get("aliases", []) or []})
