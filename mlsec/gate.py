@@ -29,6 +29,10 @@ def gate(
     gate_ids: Mapping[str, str] | None = None,
 ) -> Decision:
     """The Decision for `gate_input`. `gate_ids` maps package paths to their METADATA custom.id."""
+    for i, waiver in enumerate(waivers):  # a malformed waiver fails now, not on the day a deny first meets it
+        missing = [k for k in ("rule_id", "reason", "expires") if not waiver.get(k)]
+        if missing:
+            raise PolicyError(f"waiver #{i + 1} lacks {', '.join(missing)}: every waiver needs a rule id, a reason and an expiry")
     value = engine.evaluate(QUERY, gate_input)
     if not isinstance(value, dict):
         raise PolicyError(f"{QUERY} is {type(value).__name__}, not a tree of packages")
@@ -121,10 +125,7 @@ def _exempted(rule: str, names: set[str]) -> bool:
 def _waiver_for(reason: Reason, waivers: Sequence[Mapping[str, Any]], today: str) -> tuple[bool, str] | None:
     """(applies, description) for a live waiver matching this deny, else the expired one, else None."""
     expired: tuple[bool, str] | None = None
-    for i, waiver in enumerate(waivers):
-        missing = [k for k in ("rule_id", "reason", "expires") if not waiver.get(k)]
-        if missing:
-            raise PolicyError(f"waiver #{i + 1} lacks {', '.join(missing)}: every waiver needs a rule id, a reason and an expiry")
+    for waiver in waivers:
         if waiver["rule_id"] != reason.rule_id:
             continue
         artifact = waiver.get("artifact_sha256")

@@ -94,9 +94,10 @@ def test_a_waiver_for_another_artifact_does_not_apply() -> None:
     assert not decision.allowed
 
 
-def test_a_waiver_without_reason_or_expiry_is_refused() -> None:
+@pytest.mark.parametrize("findings", [(finding(),), ()])
+def test_a_waiver_without_reason_or_expiry_is_refused_even_when_nothing_is_denied(findings: tuple) -> None:
     with pytest.raises(PolicyError, match="needs a rule id, a reason and an expiry"):
-        gate(gate_input(report(finding())), open_engine(PolicySet.load()), waivers=[{"rule_id": "MLSEC-PICKLE-001"}])
+        gate(gate_input(report(*findings)), open_engine(PolicySet.load()), waivers=[{"rule_id": "MLSEC-PICKLE-001"}])
 
 
 def test_waivers_from_a_data_directory(tmp_path: Path) -> None:
