@@ -106,11 +106,20 @@ def sniff(head: bytes, *, last_byte: bytes = b"", name: str = "") -> str:
         return _protobuf_kind(lower)
     if head.startswith(b"tree\nversion=v"):
         return "lightgbm"
+    if lower.endswith("chat_template.jinja"):
+        return "hf-chat-template"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"{L") and b"learner" in stripped[:32]:
         return "xgboost-ubj"
     if stripped[:1] in (b"{", b"["):
-        return "xgboost-json" if b'"learner"' in stripped[:64] else "json"
+        if b'"learner"' in stripped[:64]:
+            return "xgboost-json"
+        base = lower.rsplit("/", 1)[-1]
+        if base in ("tokenizer_config.json", "chat_template.json"):
+            return "hf-tokenizer-config"
+        if base == "config.json" and any(k in head for k in (b'"model_type"', b'"architectures"', b'"auto_map"')):
+            return "hf-config"
+        return "json"
     if stripped.startswith(b"<"):
         return "pmml" if b"<PMML" in head else "openvino-ir" if b"<net " in head else "xml"
     return "unknown"

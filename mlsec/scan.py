@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlsec import __version__, formats, inputs
+from mlsec import __version__, formats, inputs, provenance
 from mlsec.artifacts import Artifact, ArtifactKind, Blob
 from mlsec.dependencies.vulndb import default_path as default_vulndb
 from mlsec.errors import MlsecError
@@ -120,7 +120,7 @@ def _scan_blob(
             )
         log.debug("%s scanned %s in %.3fs", scanner.name, blob.display, time.perf_counter() - started)
     if not blob.member or chosen or container:
-        artifacts.append(_artifact(blob, ctx.facts_of(blob)))
+        artifacts.append(_artifact(blob, {**provenance.facts_for(blob.path), **ctx.facts_of(blob)}))
     for extra in ctx.take_extra():
         (artifacts if isinstance(extra, Artifact) else skipped).append(extra)
 

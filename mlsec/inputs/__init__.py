@@ -1,4 +1,5 @@
-"""Walk files, directories and archives safely into Blobs. Never extracts to disk, never follows links.
+"""Walk files, directories and archives safely into Blobs. Never extracts to disk, never follows links
+(but for a Hugging Face cache's snapshot links into its own blobs/ folder).
 
 `walk()` yields, in a stable order, a Blob for every file and archive member (containers before
 their members), an Anomaly for every container problem a rule judges, and a Skipped or ScanError
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -48,7 +50,7 @@ def walk(paths: Sequence[str], limits: ScanLimits, image_options: images.ImageOp
         elif path.is_dir() and images.is_image(given):
             yield from _image(given, limits, options)
         elif path.is_dir():
-            yield from _walk_dir(given, limits, options)
+            yield from _walk_dir(given, limits, options, links_into=_hf_blobs_of(path))
         elif path.is_file():
             yield from _file(given, limits, options)
         elif path.exists():
@@ -57,7 +59,12 @@ def walk(paths: Sequence[str], limits: ScanLimits, image_options: images.ImageOp
             yield ScanError(given, "no such file or directory", error_type="FileNotFoundError")
 
 
-def _walk_dir(root: str, limits: ScanLimits, options: images.ImageOptions) -> Iterator[Event]:
+def _walk_dir(
+    root: str, limits: ScanLimits, options: images.ImageOptions, *, links_into: str | None = None, seen: set[str] | None = None
+) -> Iterator[Event]:
+    """Files under `root`, sorted. Symbolic links are not followed, except (with `links_into`) file links
+    whose target resolves inside that directory: a Hugging Face cache's snapshots link into its blobs/.
+    Files whose real path is in `seen` were already scanned under another name."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for d in list(dirnames):
@@ -68,14 +75,55 @@ def _walk_dir(root: str, limits: ScanLimits, options: images.ImageOptions) -> It
             elif images.is_image(sub):  # an OCI layout directory is one image, not a heap of blobs
                 dirnames.remove(d)
                 yield from _image(sub, limits, options)
+            elif _HF_CACHE_REPO.match(d) and os.path.isdir(os.path.join(sub, "snapshots")):
+                dirnames.remove(d)
+                yield from _hf_cache_repo(sub, limits, options)
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
-            if os.path.islink(full):
+            real = os.path.realpath(full)
+            if seen is not None and links_into is None and real in seen:
+                continue
+            if os.path.islink(full) and not (links_into and real.startswith(links_into + os.sep) and os.path.isfile(real)):
                 yield Skipped(full, "symbolic link not followed")
             elif os.path.isfile(full):
+                if seen is not None:
+                    seen.add(real)
                 yield from _file(full, limits, options)
             else:
                 yield Skipped(full, "not a regular file (device, FIFO or socket)")
+
+
+_HF_CACHE_REPO = re.compile(r"^(models|datasets|spaces)--.+")
+
+
+def _hf_blobs_of(path: Path) -> str | None:
+    """The blobs/ folder of the Hugging Face cache repository that `path` (a snapshot or a folder in one) is in."""
+    parts = path.resolve().parts
+    if "snapshots" not in parts:
+        return None
+    at = len(parts) - 1 - parts[::-1].index("snapshots")
+    if at == 0 or not _HF_CACHE_REPO.match(parts[at - 1]):
+        return None
+    blobs = Path(*parts[:at], "blobs")
+    return str(blobs) if blobs.is_dir() else None
+
+
+def _hf_cache_repo(repo: str, limits: ScanLimits, options: images.ImageOptions) -> Iterator[Event]:
+    """A Hugging Face cache folder (`models--ORG--NAME`): each snapshot's files under their own names
+    (their links into blobs/ followed, and only those), then whatever no snapshot names."""
+    blobs = os.path.realpath(os.path.join(repo, "blobs"))
+    seen: set[str] = set()
+    yield from _walk_dir(os.path.join(repo, "snapshots"), limits, options, links_into=blobs, seen=seen)
+    for rest in sorted(os.listdir(repo)):
+        full = os.path.join(repo, rest)
+        if rest == "snapshots":
+            continue
+        if os.path.isdir(full) and not os.path.islink(full):
+            yield from _walk_dir(full, limits, options, seen=seen)
+        elif os.path.islink(full):
+            yield Skipped(full, "symbolic link not followed")
+        elif os.path.isfile(full):
+            yield from _file(full, limits, options)
 
 
 def _image(path: str, limits: ScanLimits, options: images.ImageOptions, blob: Blob | None = None) -> Iterator[Event]:

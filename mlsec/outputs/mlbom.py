@@ -137,7 +137,19 @@ def _model(artifact: Artifact, report: ScanReport, findings: list[Finding]) -> A
     component.properties.update(_properties({"mlsec:format": ", ".join(formats), "mlsec:framework": _framework(formats)}))
     for key, value in sorted(artifact.facts.items()):
         component.properties.update(_properties({f"mlsec:fact:{key}": value}))
+    component.purl = _hub_purl(artifact)
     return component
+
+
+def _hub_purl(artifact: Artifact) -> Any:
+    """pkg:huggingface/ORG/NAME@REV for a model from a Hugging Face repository (purl-spec's huggingface type)."""
+    from packageurl import PackageURL  # noqa: PLC0415
+
+    repository, revision = artifact.facts.get("hf_repository"), artifact.facts.get("hf_revision")
+    if not isinstance(repository, str) or repository.count("/") != 1:
+        return None  # datasets/ and spaces/ repositories have no purl type
+    namespace, name = repository.split("/")
+    return PackageURL(type="huggingface", namespace=namespace, name=name, version=str(revision) if revision else None)
 
 
 def _framework(formats: list[str]) -> str:

@@ -6,6 +6,7 @@ from mlsec.scanners.base import ScanContext, Scanner
 from mlsec.scanners.dataset import DatasetScanner
 from mlsec.scanners.dependencies import DependencyScanner, OsPackageScanner
 from mlsec.scanners.gguf import GgufScanner
+from mlsec.scanners.huggingface import HuggingFaceScanner
 from mlsec.scanners.image_config import ImageConfigScanner
 from mlsec.scanners.keras import KerasScanner
 from mlsec.scanners.modelscan_bridge import ModelscanScanner
@@ -36,6 +37,7 @@ SCANNERS: tuple[Scanner, ...] = (
     OsPackageScanner(),
     ImageConfigScanner(),
     DatasetScanner(),
+    HuggingFaceScanner(),
 )
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, TemplateSyntaxError, nodes
 
+from mlsec.artifacts import Blob
+from mlsec.findings import Finding
+from mlsec.scanners.base import ScanContext
+
 # Names whose only use in a template is as a door to Python globals (Jinja's and Flask's helpers).
 _DOOR_NAMES = frozenset({"lipsum", "cycler", "joiner", "self", "config", "request", "url_for", "get_flashed_messages"})
 
@@ -64,3 +68,23 @@ def _walk(tree: nodes.Template) -> Iterator[Construct]:
 
 def _underscored(value: object) -> bool:
     return isinstance(value, str) and value.startswith("_")
+
+
+def template_findings(
+    key: str, value: object, blob: Blob, ctx: ScanContext, *, rules: tuple[str, str], source: str
+) -> Iterator[Finding]:
+    """The findings for one chat template: `rules` are (injection constructs, does not parse)."""
+    if not isinstance(value, str):
+        return
+    injection, syntax = rules
+    try:
+        constructs = injection_constructs(value)
+    except TemplateSyntax as exc:
+        facts = {"key": key, "line": exc.line, "error": str(exc)}
+        yield ctx.finding(syntax, blob, f"{key} does not parse (line {exc.line}): {exc}", facts=facts, source=source)
+        return
+    if constructs:
+        yield ctx.finding(
+            injection, blob, f"{key} uses {len(constructs)} template-injection construct(s): {'; '.join(map(str, constructs[:5]))}",
+            facts={"key": key, "constructs": "; ".join(map(str, constructs)), "template_chars": len(value)}, source=source,
+        )  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from mlsec.artifacts import Blob
 from mlsec.findings import Finding
-from mlsec.scanners._jinja import TemplateSyntax, injection_constructs
+from mlsec.scanners._jinja import template_findings
 from mlsec.scanners.base import ScanContext
 
 _SOURCE = "mlsec gguf"
@@ -113,7 +113,7 @@ class GgufScanner:
         ctx.describe(blob, **facts)
         for key, value in metadata.items():
             if key == "tokenizer.chat_template" or key.startswith("tokenizer.chat_template."):
-                yield from _template(key, value, blob, ctx)
+                yield from template_findings(key, value, blob, ctx, rules=("MLSEC-GGUF-002", "MLSEC-GGUF-003"), source=_SOURCE)
 
 
 def _parse(r: _Reader, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -175,27 +175,3 @@ def _parse(r: _Reader, metadata: dict[str, Any]) -> dict[str, Any]:
         "parameters": parameters,
         "metadata_entries": n_kv,
     }
-
-
-def _template(key: str, value: Any, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
-    if not isinstance(value, str):
-        return
-    try:
-        constructs = injection_constructs(value)
-    except TemplateSyntax as exc:
-        yield ctx.finding(
-            "MLSEC-GGUF-003",
-            blob,
-            f"{key} does not parse (line {exc.line}): {exc}",
-            facts={"key": key, "line": exc.line, "error": str(exc)},
-            source=_SOURCE,
-        )
-        return
-    if constructs:
-        yield ctx.finding(
-            "MLSEC-GGUF-002",
-            blob,
-            f"{key} uses {len(constructs)} template-injection construct(s): {'; '.join(map(str, constructs[:5]))}",
-            facts={"key": key, "constructs": "; ".join(map(str, constructs)), "template_chars": len(value)},
-            source=_SOURCE,
-        )

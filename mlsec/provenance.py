@@ -1,0 +1,113 @@
+"""Where a scanned file came from, read from the layout around it (never from the network).
+
+- a Hugging Face cache snapshot: `.../models--ORG--NAME/snapshots/REV/...` names the repository and revision;
+- a folder written by `hf download --local-dir`: `.cache/huggingface/download/FILE.metadata` holds the
+  revision of each file (its first line);
+- a git clone of a hub repository: `.git/HEAD` and the `origin` remote in `.git/config` (other clones
+  say nothing: their HEAD does not vouch for a working tree's edits, and a hub clone's is only a claim).
+
+The facts (`hf_repository`, `hf_revision`) go into the artifact and the ML-BOM, where they also become
+the component's purl (`pkg:huggingface/ORG/NAME@REV`).
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from mlsec.findings import JSONScalar
+
+_SNAPSHOT = re.compile(r"(?:^|/)(models|datasets|spaces)--([^/]+?)--([^/]+)/snapshots/([0-9a-f]{7,64})(?:/|$)")
+_HUB_URL = re.compile(
+    r"^(?:https?://(?:[^/@]+@)?(?:huggingface\.co|hf\.co)/|git@hf\.co:)(?:(datasets|spaces)/)?([^/]+/[^/]+?)(?:\.git)?/?$"
+)
+_REV = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_MAX_CLIMB = 12
+
+
+def facts_for(path: str) -> dict[str, JSONScalar]:
+    """Provenance facts for the file at `path` (empty when its layout says nothing)."""
+    posix = path.replace("\\", "/")
+    snapshot = _SNAPSHOT.search(posix)
+    if snapshot:
+        kind = "" if snapshot.group(1) == "models" else snapshot.group(1) + "/"
+        return {"hf_repository": f"{kind}{snapshot.group(2)}/{snapshot.group(3)}", "hf_revision": snapshot.group(4)}
+    file = Path(path)
+    local_dir = _local_dir_revision(file)
+    if local_dir:
+        return {"hf_revision": local_dir}
+    return dict(_git_facts(str(file.parent.resolve())))
+
+
+def _local_dir_revision(file: Path) -> str | None:
+    root = _download_root(str(file.parent.resolve()))
+    if root is None:
+        return None
+    try:
+        relative = file.resolve().relative_to(root)
+    except ValueError:
+        return None
+    meta = Path(root, ".cache", "huggingface", "download", f"{relative}.metadata")
+    if not meta.is_file() or meta.is_symlink():
+        return None
+    first = meta.read_text(errors="replace")[:128].split("\n", 1)[0].strip()
+    return first if _REV.match(first) else None
+
+
+@lru_cache(maxsize=256)
+def _download_root(folder: str) -> str | None:
+    """The nearest folder at or above `folder` that `hf download --local-dir` wrote (cached per folder)."""
+    for root in [Path(folder), *Path(folder).parents][:_MAX_CLIMB]:
+        if (root / ".cache" / "huggingface" / "download").is_dir():
+            return str(root)
+    return None
+
+
+@lru_cache(maxsize=256)
+def _git_facts(folder: str) -> tuple[tuple[str, JSONScalar], ...]:
+    """The enclosing git clone's origin and HEAD commit (cached per folder: one lookup per directory)."""
+    for root in [Path(folder), *Path(folder).parents][:_MAX_CLIMB]:
+        git = root / ".git"
+        if git.is_dir() and not git.is_symlink():
+            return tuple(_read_git(git).items())
+    return ()
+
+
+def _read_git(git: Path) -> dict[str, JSONScalar]:
+    facts: dict[str, JSONScalar] = {}
+    revision = _head(git)
+    config = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        config.read_string((git / "config").read_text(errors="replace")[:65536])
+        url = config.get('remote "origin"', "url", fallback="")
+    except (OSError, configparser.Error):
+        url = ""
+    hub = _HUB_URL.match(url.strip())
+    if hub:
+        facts["hf_repository"] = (f"{hub.group(1)}/" if hub.group(1) else "") + hub.group(2)
+        if revision:
+            facts["hf_revision"] = revision
+    return facts
+
+
+def _head(git: Path) -> str | None:
+    try:
+        head = (git / "HEAD").read_text(errors="replace")[:256].strip()
+        if _REV.match(head):
+            return head
+        ref = head.removeprefix("ref: ").strip()
+        if not ref.startswith("refs/") or ".." in ref:
+            return None
+        loose = git / ref
+        if loose.is_file():
+            value = loose.read_text(errors="replace")[:128].strip()
+            return value if _REV.match(value) else None
+        for line in (git / "packed-refs").read_text(errors="replace").splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref and _REV.match(sha):
+                return sha
+    except OSError:
+        pass
+    return None
