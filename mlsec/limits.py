@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
 
 MiB = 1024 * 1024
 
@@ -22,3 +23,26 @@ class ScanLimits:
     max_pickle_memo: int = 1_000_000
     max_pickle_line: int = 1 * MiB  # text arguments of protocol-0 opcodes
     max_nested_pickles: int = 64
+    max_header_bytes: int = 100_000_000  # a safetensors header or a GGUF string (the reference loaders' bound)
+    max_onnx_nodes: int = 1_000_000  # nodes of an ONNX model, subgraphs and functions included
+    max_line_bytes: int = 16 * MiB  # datasets: one line of CSV, TSV or JSON Lines
+    max_row_fields: int = 100_000  # datasets: fields in one CSV/TSV line
+    max_seconds: float = 120.0  # all scanners together, on one artifact (main thread only)
+
+    def with_overrides(self, pairs: Iterable[str]) -> ScanLimits:
+        """These limits with `NAME=VALUE` pairs applied (`--limit max_seconds=30`); ValueError says what is wrong."""
+        known = {f.name: f.type for f in fields(self)}
+        changes: dict[str, int | float] = {}
+        for pair in pairs:
+            name, sep, value = pair.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in known:
+                raise ValueError(f"{pair!r}: expected NAME=VALUE with NAME one of {', '.join(known)}")
+            try:
+                number = float(value) if known[name] in (float, "float") else int(value.replace("_", ""))
+            except ValueError:
+                raise ValueError(f"{pair!r}: {value!r} is not a number") from None
+            if number <= 0:
+                raise ValueError(f"{pair!r}: limits are positive")
+            changes[name] = number
+        return replace(self, **changes)

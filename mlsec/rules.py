@@ -6,15 +6,16 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from mlsec import bundled
 from mlsec.errors import RuleError
 from mlsec.findings import Severity
+from mlsec.limits import ScanLimits
 
-_RULE_KEYS = {"id", "name", "severity", "title", "help", "frameworks", "lists", "cwe"}
+_RULE_KEYS = {"id", "name", "severity", "title", "help", "frameworks", "lists", "cwe", "limit"}
 _REQUIRED = ("id", "name", "severity", "title", "help")
 
 
@@ -29,6 +30,7 @@ class Rule:
     frameworks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     cwe: tuple[str, ...] = ()
     lists: tuple[str, ...] = ()
+    limit: str | None = None  # the ScanLimits field this rule reports reaching: the scan is then incomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,9 @@ def _rule(
     for name in raw.get("lists", []):
         if name not in lists:
             problems.add(where, f"references missing list {name!r}")
+    limit = raw.get("limit")
+    if limit is not None and limit not in {f.name for f in fields(ScanLimits)}:
+        problems.add(where, f"limit {limit!r} is not a ScanLimits field")
     return Rule(
         id=rid,
         name=str(raw["name"]),
@@ -179,4 +184,5 @@ def _rule(
         frameworks=fw,
         cwe=tuple(str(c) for c in raw.get("cwe", [])),
         lists=tuple(raw.get("lists", [])),
+        limit=str(limit) if limit is not None else None,
     )

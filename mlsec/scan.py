@@ -12,15 +12,16 @@ from pathlib import Path
 
 from mlsec import __version__, formats, inputs, provenance
 from mlsec.artifacts import Artifact, ArtifactKind, Blob
+from mlsec.deadline import ScanTimeout, deadline
 from mlsec.dependencies.vulndb import default_path as default_vulndb
-from mlsec.errors import MlsecError
+from mlsec.errors import LimitExceeded, MlsecError
 from mlsec.findings import Evidence, Finding, JSONScalar, Location
 from mlsec.inputs.events import Anomaly
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, ScanReport, Skipped
 from mlsec.rules import RuleSet, load_ruleset
-from mlsec.scanners import ScanContext, scanners_for
+from mlsec.scanners import ScanContext, Scanner, scanners_for
 from mlsec.scanners.modelscan_bridge import SOURCE_PREFIX as SECOND_ENGINE
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,11 @@ def scan(
                     _scan_blob(event, ctx, artifacts, findings, skipped, errors, debug)
                 elif isinstance(event, Anomaly):
                     findings.append(_anomaly(event, ruleset))
+                    limit = ruleset.rule(event.rule_id).limit
+                    if limit:  # members past an archive limit were not read: the scan is incomplete
+                        errors.append(
+                            ScanError(event.path, f"{limit} reached: {event.summary}", event.member, "inputs", "LimitExceeded")
+                        )
                 elif isinstance(event, Skipped):
                     skipped.append(event)
                 else:
@@ -72,8 +78,9 @@ def scan(
         except Exception as exc:
             if debug:
                 raise
-            log.exception("reading %s failed", path)
+            log.debug("reading %s failed", path, exc_info=True)
             errors.append(ScanError(path, f"reading stopped: {exc}", None, "inputs", type(exc).__name__))
+    findings.extend(_limit_finding(e, ruleset) for e in errors if e.error_type == "LimitExceeded" and e.scanner != "inputs")
     findings = _corroborate(findings)
     findings.sort(key=Finding.sort_key)
     return ScanReport(
@@ -102,27 +109,39 @@ def _scan_blob(
     container = blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED or blob.format in formats.IMAGES
     if not chosen and not container and not blob.member:
         skipped.append(Skipped(blob.path, _skip_reason(blob, ctx.ruleset)))
-    for scanner in chosen:
-        started = time.perf_counter()
-        try:
-            for finding in scanner.scan(blob, ctx):
-                findings.append(finding)
-        except MlsecError as exc:
-            if debug:
-                raise
-            errors.append(ScanError(blob.path, exc.message, blob.member_name, scanner.name, type(exc).__name__))
-        except Exception as exc:
-            if debug:
-                raise
-            log.debug("scanner %s failed on %s", scanner.name, blob.display, exc_info=True)
-            errors.append(
-                ScanError(blob.path, f"{type(exc).__name__}: {exc}", blob.member_name, scanner.name, type(exc).__name__)
-            )
-        log.debug("%s scanned %s in %.3fs", scanner.name, blob.display, time.perf_counter() - started)
+    scanner: Scanner | None = None
+    try:
+        with deadline(ctx.limits.max_seconds):
+            for scanner in chosen:
+                _run_scanner(scanner, blob, ctx, findings, errors, debug)
+    except ScanTimeout:
+        name = scanner.name if scanner else None
+        reason = f"scanners stopped after {ctx.limits.max_seconds:g} s (max_seconds); findings so far are kept"
+        errors.append(ScanError(blob.path, reason, blob.member_name, name, "LimitExceeded"))
     if not blob.member or chosen or container:
         artifacts.append(_artifact(blob, {**provenance.facts_for(blob.path), **ctx.facts_of(blob)}))
     for extra in ctx.take_extra():
         (artifacts if isinstance(extra, Artifact) else skipped).append(extra)
+
+
+def _run_scanner(
+    scanner: Scanner, blob: Blob, ctx: ScanContext, findings: list[Finding], errors: list[ScanError], debug: bool
+) -> None:
+    started = time.perf_counter()
+    try:
+        for finding in scanner.scan(blob, ctx):
+            findings.append(finding)
+    except MlsecError as exc:
+        if debug:
+            raise
+        kind = "LimitExceeded" if isinstance(exc, LimitExceeded) else type(exc).__name__
+        errors.append(ScanError(blob.path, exc.message, blob.member_name, scanner.name, kind))
+    except Exception as exc:
+        if debug:
+            raise
+        log.debug("scanner %s failed on %s", scanner.name, blob.display, exc_info=True)
+        errors.append(ScanError(blob.path, f"{type(exc).__name__}: {exc}", blob.member_name, scanner.name, type(exc).__name__))
+    log.debug("%s scanned %s in %.3fs", scanner.name, blob.display, time.perf_counter() - started)
 
 
 def _artifact(blob: Blob, facts: dict[str, JSONScalar]) -> Artifact:
@@ -184,6 +203,19 @@ def _anomaly(event: Anomaly, ruleset: RuleSet) -> Finding:
         location=Location(path=event.path, member=event.member),
         evidence=Evidence(summary=event.summary, facts=dict(event.facts), source="mlsec inputs"),
         artifact_sha256=event.artifact_sha256,
+    )
+
+
+def _limit_finding(error: ScanError, ruleset: RuleSet) -> Finding:
+    """MLSEC-LIMIT-001 for a limit reached outside the archive readers (which have rules of their own)."""
+    rule = ruleset.rule("MLSEC-LIMIT-001")
+    where = f" ({error.scanner})" if error.scanner else ""
+    return Finding(
+        rule_id=rule.id,
+        severity=rule.severity,
+        message=f"{rule.title}: {error.reason}{where}",
+        location=Location(path=error.path, member=error.member),
+        evidence=Evidence(summary=error.reason, facts={"scanner": error.scanner}, source="mlsec limits"),
     )
 
 

@@ -71,3 +71,18 @@ def test_every_malicious_fixture_blocks_at_high_or_above() -> None:
     for entry in sorted(malicious.iterdir()):
         report = scan([str(entry)])
         assert any(f.severity >= Severity.HIGH for f in report.findings), f"{entry.name} raises nothing at high or above"
+
+
+def test_docs_list_every_limit_with_its_default() -> None:
+    from dataclasses import fields
+
+    table = (FIXTURES.parent / "docs" / "limits.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2].strip() for line in table.splitlines() if line.startswith("| `")
+    }
+    defaults = {f.name: f.default for f in fields(ScanLimits)}
+    assert set(rows) == set(defaults)
+    units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+    for name, text in rows.items():
+        number, _, unit = text.partition(" ")
+        assert float(number.replace(",", "")) * units.get(unit, 1) == defaults[name], name

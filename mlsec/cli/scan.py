@@ -54,6 +54,13 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
 @rules_option
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None, help="Largest archive member read into memory, in bytes.")
 @click.option(
+    "--limit",
+    "limit_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Change one scan limit (max_seconds=30, max_members=500000, ...; docs/limits.md). Repeatable.",
+)
+@click.option(
     "--vulndb",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
@@ -97,6 +104,7 @@ def scan_command(
     fail_on: Severity,
     rules_dirs: tuple[str, ...],
     max_bytes: int | None,
+    limit_pairs: tuple[str, ...],
     vulndb: str | None,
     osv_url: str | None,
     reference: str | None,
@@ -113,6 +121,10 @@ def scan_command(
         raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
     ruleset = load_ruleset([Path(d) for d in rules_dirs])
     limits = ScanLimits() if max_bytes is None else ScanLimits(max_member_in_memory=max_bytes)
+    try:
+        limits = limits.with_overrides(limit_pairs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--limit") from None
     report = scan(
         list(paths),
         ruleset=ruleset,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlsec.artifacts import Blob
-from mlsec.errors import InputError
+from mlsec.errors import InputError, LimitExceeded
 from mlsec.findings import Finding
 from mlsec.formats import DATASET_FORMATS
 from mlsec.scanners.base import ScanContext
@@ -72,9 +72,12 @@ def _profile(blob: Blob, ctx: ScanContext) -> tuple[Profile, CellFindings]:
     profile, cells = Profile(ctx.label_column), CellFindings()
     with blob.open() as fh:
         try:
-            for frame in reading.chunks(blob.format, fh):
+            for frame in reading.chunks(blob.format, fh, ctx.limits):
                 scan_cells(frame, profile.rows, cells, prefilter, regexes)
                 profile.add(frame)
+        except LimitExceeded as exc:
+            exc.path, exc.member = blob.path, blob.member_name
+            raise
         except (ValueError, OSError, UnicodeError) as exc:
             raise InputError(
                 f"{blob.format} stops being readable after {profile.rows} rows: {exc}", path=blob.path, member=blob.member_name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 import struct
 from collections.abc import Iterator
 from typing import ClassVar
@@ -39,7 +40,31 @@ class NumpyScanner:
                 descr = header["descr"]
             except (ValueError, SyntaxError, KeyError, TypeError) as exc:
                 raise InputError(f"malformed .npy header: {exc}", path=blob.path, member=blob.member_name) from None
+            offset = 8 + len(raw_len) + length
             if "O" in str(descr):
                 # allow_pickle=True loads run this pickle: judge it like any other.
-                offset = 8 + len(raw_len) + length
                 yield from analyze_stream(stream, blob, ctx, base_offset=offset)
+            else:
+                _check_size(header, blob, blob.size - offset)
+
+
+def _check_size(header: dict, blob: Blob, available: int) -> None:
+    """A numeric array's shape and dtype must account for exactly the bytes after the header."""
+    import numpy as np  # noqa: PLC0415 - only for .npy files
+
+    shape = header.get("shape")
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise InputError(f"malformed .npy header: shape {shape!r}", path=blob.path, member=blob.member_name)
+    try:
+        itemsize = np.dtype(header["descr"]).itemsize
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"malformed .npy header: dtype {header['descr']!r}: {exc}", path=blob.path, member=blob.member_name
+        ) from None
+    declared = math.prod(shape) * itemsize
+    if declared != available:
+        raise InputError(
+            f".npy header declares shape {shape} of {itemsize}-byte items ({declared:,} bytes); the file holds {available:,}",
+            path=blob.path,
+            member=blob.member_name,
+        )

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from mlsec.artifacts import Blob
+from mlsec.errors import LimitExceeded
 from mlsec.findings import Finding
 from mlsec.scanners.base import ScanContext
 
@@ -46,6 +47,11 @@ class OnnxScanner:
         except (DecodeError, ValueError, RuntimeError) as exc:
             yield ctx.finding("MLSEC-ONNX-002", blob, f"protobuf does not parse: {exc}", source=_SOURCE)
             return
+        count = sum(1 for _ in _nodes(model))
+        if count > ctx.limits.max_onnx_nodes:
+            raise LimitExceeded(
+                "ONNX nodes (max_onnx_nodes)", ctx.limits.max_onnx_nodes, count, path=blob.path, member=blob.member_name
+            )
         ctx.describe(blob, **_facts(model))
         known = ctx.ruleset.list("onnx_known_domains")["domains"]
         python_ops: dict[str, list[str]] = ctx.ruleset.list("onnx_python_operators")

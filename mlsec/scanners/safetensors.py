@@ -38,7 +38,7 @@ class SafetensorsScanner:
 
     def scan(self, blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
         with blob.open() as fh:
-            header, problem = _read_header(fh, blob.size)
+            header, problem = _read_header(fh, blob.size, min(MAX_HEADER, ctx.limits.max_header_bytes))
             if problem:
                 yield ctx.finding("MLSEC-SAFETENSORS-001", blob, problem, source=_SOURCE, offset=0)
                 return
@@ -58,12 +58,12 @@ def _peek(fh: BinaryIO, offset: int, n: int) -> bytes:
     return fh.read(n)
 
 
-def _read_header(fh: BinaryIO, size: int) -> tuple[dict[str, Any] | None, str]:
+def _read_header(fh: BinaryIO, size: int, limit: int) -> tuple[dict[str, Any] | None, str]:
     if size < 8:
         return None, f"file is {size} bytes: too short for the 8-byte header length"
     length = int.from_bytes(_peek(fh, 0, 8), "little")
-    if length > MAX_HEADER:
-        return None, f"header length {length:,} exceeds the {MAX_HEADER:,}-byte limit"
+    if length > limit:
+        return None, f"header length {length:,} exceeds the {limit:,}-byte limit"
     if 8 + length > size:
         return None, f"header length {length:,} runs past the end of the {size:,}-byte file"
     raw = fh.read(length)
