@@ -61,7 +61,7 @@ def column_drift(column: str, ref: Any, new: Any) -> ColumnDrift | None:
             n = np.bincount(np.searchsorted(inner, new_num, side="right"), minlength=len(edges) - 1)
             return ColumnDrift(column, _psi(r, n), _ks(ref_num, new_num), _js(r, n))
     ref_counts, new_counts = ref.astype(str).value_counts(), new.astype(str).value_counts()
-    categories = sorted(set(ref_counts.index) | set(new_counts.index))
+    categories = sorted(set(ref_counts.index) | set(new_counts.index), key=str)
     if len(categories) < 2 or len(categories) > 1000:
         return None
     r = np.array([ref_counts.get(c, 0) for c in categories], dtype=float)

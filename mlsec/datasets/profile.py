@@ -116,7 +116,12 @@ class Profile:
         """Words of a text column, once per row, counted per label (a text trigger is a rare word)."""
         import pandas as pd  # noqa: PLC0415
 
-        words = series.astype(str).str.lower().str.findall(r"[a-z0-9_]{3,}").map(lambda w: sorted(set(w)))
+        words = (
+            series.astype(str)
+            .str.lower()
+            .str.findall(r"[a-z0-9_]{3,}")
+            .map(lambda w: sorted(set(w)) if isinstance(w, list) else [])
+        )
         pairs = pd.DataFrame({"v": words.to_numpy(), "l": labels.to_numpy()}).explode("v").dropna().value_counts()
         table = self.tokens.setdefault(column, Counter())
         table.update({(str(v), str(label)): int(n) for (v, label), n in pairs.items()})

@@ -232,9 +232,11 @@ def _conda_env(text: str, path: str) -> tuple[list[Dependency], list[str]]:
     doc = yaml.safe_load(text) or {}
     deps: list[Dependency] = []
     problems: list[str] = []
-    for entry in doc.get("dependencies", []) if isinstance(doc, dict) else []:
+    listed = doc.get("dependencies") if isinstance(doc, dict) else None
+    for entry in listed if isinstance(listed, list) else []:
         if isinstance(entry, dict):
-            for line in entry.get("pip", []) or []:
+            pip = entry.get("pip")
+            for line in pip if isinstance(pip, list) else []:
                 dep = _requirement(str(line), path, None)
                 if dep is None:
                     problems.append(f"{path}: not a pip requirement: {line!r}")

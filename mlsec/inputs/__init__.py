@@ -22,7 +22,7 @@ from mlsec import formats
 from mlsec.artifacts import Blob
 from mlsec.inputs import compressed, images, sevenzip, tar
 from mlsec.inputs import zip as zip_reader
-from mlsec.inputs.events import Anomaly, MemberData
+from mlsec.inputs.events import Anomaly, MemberData, printable
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, Skipped
 
@@ -84,13 +84,13 @@ def _walk_dir(
             if seen is not None and links_into is None and real in seen:
                 continue
             if os.path.islink(full) and not (links_into and real.startswith(links_into + os.sep) and os.path.isfile(real)):
-                yield Skipped(full, "symbolic link not followed")
+                yield Skipped(printable(full), "symbolic link not followed")
             elif os.path.isfile(full):
                 if seen is not None:
                     seen.add(real)
                 yield from _file(full, limits, options)
             else:
-                yield Skipped(full, "not a regular file (device, FIFO or socket)")
+                yield Skipped(printable(full), "not a regular file (device, FIFO or socket)")
 
 
 _HF_CACHE_REPO = re.compile(r"^(models|datasets|spaces)--.+")
@@ -142,11 +142,12 @@ def _image(path: str, limits: ScanLimits, options: images.ImageOptions, blob: Bl
 
 
 def _file(path: str, limits: ScanLimits, options: images.ImageOptions) -> Iterator[Event]:
+    shown = printable(path)  # what reports say; `path` is what is opened
     try:
         size = os.stat(path).st_size
         if size > limits.max_file_bytes:
             yield ScanError(
-                path, f"file of {size} bytes exceeds the limit of {limits.max_file_bytes}", error_type="LimitExceeded"
+                shown, f"file of {size} bytes exceeds the limit of {limits.max_file_bytes}", error_type="LimitExceeded"
             )
             return
         with open(path, "rb") as fh:
@@ -156,13 +157,13 @@ def _file(path: str, limits: ScanLimits, options: images.ImageOptions) -> Iterat
             last = fh.read(1) if size else b""
         digest = _hash_file(path)
     except OSError as exc:
-        yield ScanError(path, f"cannot read: {exc.strerror or exc}", error_type=type(exc).__name__)
+        yield ScanError(shown, f"cannot read: {exc.strerror or exc}", error_type=type(exc).__name__)
         return
     if size == 0:
         if path.lower().endswith(formats.MODEL_SUFFIXES):
-            yield ScanError(path, "empty file where a model was expected (truncated download?)", error_type="EOFError")
+            yield ScanError(shown, "empty file where a model was expected (truncated download?)", error_type="EOFError")
         else:
-            yield Skipped(path, "empty file")
+            yield Skipped(shown, "empty file")
         return
     opener = partial(_open_binary, path)
     fmt = formats.sniff(head, last_byte=last, name=path)
@@ -173,7 +174,7 @@ def _file(path: str, limits: ScanLimits, options: images.ImageOptions) -> Iterat
             path, limits, options, Blob(path=path, member=(), format="oci-image", size=size, sha256=digest, opener=opener)
         )
         return
-    blob = Blob(path=path, member=(), format=fmt, size=size, sha256=digest, opener=opener)
+    blob = Blob(path=shown, member=(), format=fmt, size=size, sha256=digest, opener=opener)
     yield blob
     yield from _expand(blob, limits, total=[0])
 

@@ -36,3 +36,19 @@ def unsafe_name(name: str) -> str | None:
     if ".." in normalized.split("/"):
         return "MLSEC-ARCHIVE-001"
     return None
+
+
+def printable(text: str) -> str:
+    """`text` as valid Unicode: the bytes a name could not decode (surrogate escapes) become `\\xNN`.
+
+    Names from tar headers and file systems are bytes; Python keeps undecodable ones as lone
+    surrogates, which no UTF-8 report or terminal can hold. Reports show them escaped instead.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(
+            f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c
+            for c in text
+        )
+    return text

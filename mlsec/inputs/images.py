@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from mlsec import formats
 from mlsec.artifacts import Blob
-from mlsec.inputs.events import Anomaly
+from mlsec.inputs.events import Anomaly, printable
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, Skipped
 
@@ -64,7 +64,11 @@ class _Source:
         self._members: dict[str, tarfile.TarInfo] = {}
         if self.dir is None:
             self._tar = tarfile.open(path, mode="r:")  # noqa: SIM115 - closed by close()
-            self._members = {m.name.removeprefix("./"): m for m in self._tar.getmembers() if m.isreg()}
+            try:
+                self._members = {m.name.removeprefix("./"): m for m in self._tar.getmembers() if m.isreg()}
+            except BaseException:
+                self._tar.close()
+                raise
 
     def names(self) -> set[str]:
         if self.dir is not None:
@@ -117,7 +121,7 @@ def walk_image(
     """Events for every image in `path`; `member(parent_blob, name, data)` turns a file into Blobs (and expands archives)."""
     try:
         source = _Source(path)
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError) as exc:
         yield ScanError(path, f"unreadable image archive: {exc}", None, "inputs.images", type(exc).__name__)
         return
     try:
@@ -389,7 +393,7 @@ def _layer(
         reader = io.BufferedReader(plain, 1 << 20) if plain is not None else buffered
         with tarfile.open(fileobj=_Forward(reader), mode="r:") as tf:  # type: ignore[arg-type]
             for info in tf:
-                name = posixpath.normpath(info.name.removeprefix("./")).lstrip("/")
+                name = printable(posixpath.normpath(info.name.removeprefix("./")).lstrip("/"))
                 base = posixpath.basename(name)
                 if base.startswith(".wh."):
                     directory = posixpath.dirname(name)

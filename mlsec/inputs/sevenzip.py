@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mlsec.artifacts import Blob
-from mlsec.inputs.events import Anomaly, MemberData, unsafe_name
+from mlsec.inputs.events import Anomaly, MemberData, printable, unsafe_name
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError
 
@@ -106,4 +106,4 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
                         blob.sha256,
                     )
                     continue
-                yield MemberData(name, b"".join(product.chunks))
+                yield MemberData(printable(name), b"".join(product.chunks))

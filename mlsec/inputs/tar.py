@@ -6,7 +6,7 @@ import tarfile
 from collections.abc import Iterator
 
 from mlsec.artifacts import Blob
-from mlsec.inputs.events import Anomaly, MemberData, unsafe_name
+from mlsec.inputs.events import Anomaly, MemberData, printable, unsafe_name
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError
 
@@ -19,7 +19,7 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
 
     with blob.open() as fh:
         try:
-            tf = tarfile.open(fileobj=fh, mode="r:")  # noqa: SIM115 - closed with the stream
+            tf = tarfile.open(fileobj=fh, mode="r:", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 - closed with the stream
         except (tarfile.TarError, OSError, EOFError) as exc:
             yield ScanError(blob.path, f"unreadable tar: {exc}", where, "inputs.tar", type(exc).__name__)
             return
@@ -31,7 +31,7 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
                 if count > limits.max_members:
                     yield anomaly("MLSEC-ARCHIVE-007", f"more than {limits.max_members} members; the rest were not read")
                     break
-                name = info.name
+                name = printable(info.name)
                 if name in seen and not info.isdir():
                     yield anomaly("MLSEC-ARCHIVE-010", f"member {name!r} appears more than once", member_name=name)
                 seen.add(name)
@@ -42,9 +42,9 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
                     kind = "symbolic" if info.issym() else "hard"
                     yield anomaly(
                         "MLSEC-ARCHIVE-003",
-                        f"member {name!r} is a {kind} link to {info.linkname!r}",
+                        f"member {name!r} is a {kind} link to {printable(info.linkname)!r}",
                         member_name=name,
-                        target=info.linkname,
+                        target=printable(info.linkname),
                     )
                     continue
                 if info.ischr() or info.isblk() or info.isfifo():

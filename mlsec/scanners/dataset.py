@@ -57,7 +57,7 @@ class DatasetScanner:
                 f"{c}:{'number' if profile.numeric[c] >= 0.9 * max(profile.filled[c], 1) else 'text'}" for c in profile.columns
             )[:2000],
             label_column=profile.label_column or "",
-            label_distribution=", ".join(f"{k}={v}" for k, v in sorted(profile.labels.items()))[:2000],
+            label_distribution=", ".join(f"{k}={v}" for k, v in sorted(profile.labels.items(), key=lambda kv: str(kv[0])))[:2000],
         )
 
 
