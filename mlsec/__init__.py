@@ -3,6 +3,7 @@
 The public API (everything else may change between releases):
 
 - `scan(paths, *, ruleset=None, limits=None) -> ScanReport`: static scan, never executes input.
+- `scan_bytes(name, data, *, ruleset=None, limits=None) -> ScanReport`: the same for bytes in memory.
 - `ScanReport` (and `ScanReport.from_json`), `Finding`, `Severity`, `Location`, `Evidence`.
 - `ScanLimits`: the bounds applied to hostile input.
 - `load_ruleset(extra_dirs=()) -> RuleSet`: the shipped rules plus your own.
@@ -18,7 +19,7 @@ from mlsec.findings import Evidence, Finding, Location, Severity  # noqa: E402
 from mlsec.limits import ScanLimits  # noqa: E402
 from mlsec.report import ScanReport  # noqa: E402
 from mlsec.rules import RuleSet, load_ruleset  # noqa: E402
-from mlsec.scan import scan  # noqa: E402
+from mlsec.scan import scan, scan_bytes  # noqa: E402
 
 __all__ = [
     "Evidence",
@@ -32,4 +33,5 @@ __all__ = [
     "__version__",
     "load_ruleset",
     "scan",
+    "scan_bytes",
 ]

@@ -33,6 +33,17 @@ class ScanError:
     scanner: str | None = None
     error_type: str | None = None
 
+    @property
+    def is_bug(self) -> bool:
+        """True for an error no input should cause: a scanner failed with an exception it did not raise on
+        purpose (MlsecError), or a reader with one it did not catch. Readers report the library errors they
+        expect (BadZipFile, EOFError...) by type; those are the input's fault."""
+        if self.reason.startswith("reading stopped:"):
+            return True
+        if self.scanner is None or self.scanner.startswith("inputs"):
+            return False
+        return self.error_type not in _mlsec_error_names()
+
 
 @dataclass(frozen=True, slots=True)
 class EvaluationResult:
@@ -177,3 +188,14 @@ def _evaluation(e: EvaluationResult) -> JSON:
         "evidence": {"summary": e.evidence.summary, "facts": dict(e.evidence.facts), "source": e.evidence.source},
         "seconds": e.seconds,
     }
+
+
+def _mlsec_error_names() -> frozenset[str]:
+    from mlsec.errors import MlsecError  # noqa: PLC0415 - errors is a leaf; imported late to keep report light
+
+    names, todo = set(), [MlsecError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return frozenset(names)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,45 +55,75 @@ def scan(
         label_column=label_column,
     )
     started = _now()
-    artifacts: list[Artifact] = []
-    findings: list[Finding] = []
-    skipped: list[Skipped] = []
-    errors: list[ScanError] = []
+    acc = _Accumulator()
     for path in paths:
-        try:
-            for event in inputs.walk([path], ctx.limits, image_options):
-                if isinstance(event, Blob):
-                    _scan_blob(event, ctx, artifacts, findings, skipped, errors, debug)
-                elif isinstance(event, Anomaly):
-                    findings.append(_anomaly(event, ruleset))
-                    limit = ruleset.rule(event.rule_id).limit
-                    if limit:  # members past an archive limit were not read: the scan is incomplete
-                        errors.append(
-                            ScanError(event.path, f"{limit} reached: {event.summary}", event.member, "inputs", "LimitExceeded")
-                        )
-                elif isinstance(event, Skipped):
-                    skipped.append(event)
-                else:
-                    errors.append(event)
-        except Exception as exc:
-            if debug:
-                raise
-            log.debug("reading %s failed", path, exc_info=True)
-            errors.append(ScanError(path, f"reading stopped: {exc}", None, "inputs", type(exc).__name__))
-    findings.extend(_limit_finding(e, ruleset) for e in errors if e.error_type == "LimitExceeded" and e.scanner != "inputs")
-    findings = _corroborate(findings)
-    findings.sort(key=Finding.sort_key)
-    return ScanReport(
-        tool_version=__version__,
-        rules_digest=ruleset.digest,
-        started_at=started,
-        finished_at=_now(),
-        targets=tuple(paths),
-        artifacts=tuple(artifacts),
-        findings=tuple(findings),
-        skipped=tuple(skipped),
-        errors=tuple(errors),
-    )
+        _consume(lambda p=path: inputs.walk([p], ctx.limits, image_options), path, ctx, acc, debug)
+    return acc.report(ctx, started, tuple(paths))
+
+
+def scan_bytes(
+    name: str, data: bytes, *, ruleset: RuleSet | None = None, limits: ScanLimits | None = None, debug: bool = False
+) -> ScanReport:
+    """Statically scan bytes held in memory as if they were a file called `name` (archives are expanded).
+
+    For bytes that never touch the disk: an artifact store's stream, a fuzzer's input. Never executes them.
+    """
+    ctx = ScanContext(ruleset or load_ruleset(), limits or ScanLimits())
+    started = _now()
+    acc = _Accumulator()
+    _consume(lambda: inputs.walk_bytes(name, data, ctx.limits), name, ctx, acc, debug)
+    return acc.report(ctx, started, (name,))
+
+
+@dataclass
+class _Accumulator:
+    artifacts: list[Artifact] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+
+    def report(self, ctx: ScanContext, started: str, targets: tuple[str, ...]) -> ScanReport:
+        ruleset = ctx.ruleset
+        findings = self.findings + [
+            _limit_finding(e, ruleset) for e in self.errors if e.error_type == "LimitExceeded" and e.scanner != "inputs"
+        ]
+        findings = _corroborate(findings)
+        findings.sort(key=Finding.sort_key)
+        return ScanReport(
+            tool_version=__version__,
+            rules_digest=ruleset.digest,
+            started_at=started,
+            finished_at=_now(),
+            targets=targets,
+            artifacts=tuple(self.artifacts),
+            findings=tuple(findings),
+            skipped=tuple(self.skipped),
+            errors=tuple(self.errors),
+        )
+
+
+def _consume(events: Callable[[], Iterator[inputs.Event]], path: str, ctx: ScanContext, acc: _Accumulator, debug: bool) -> None:
+    """Hand every event of one input to its place in `acc`; a reader's unexpected failure ends that input only."""
+    try:
+        for event in events():
+            if isinstance(event, Blob):
+                _scan_blob(event, ctx, acc.artifacts, acc.findings, acc.skipped, acc.errors, debug)
+            elif isinstance(event, Anomaly):
+                acc.findings.append(_anomaly(event, ctx.ruleset))
+                limit = ctx.ruleset.rule(event.rule_id).limit
+                if limit:  # members past an archive limit were not read: the scan is incomplete
+                    acc.errors.append(
+                        ScanError(event.path, f"{limit} reached: {event.summary}", event.member, "inputs", "LimitExceeded")
+                    )
+            elif isinstance(event, Skipped):
+                acc.skipped.append(event)
+            else:
+                acc.errors.append(event)
+    except Exception as exc:
+        if debug:
+            raise
+        log.debug("reading %s failed", path, exc_info=True)
+        acc.errors.append(ScanError(path, f"reading stopped: {exc}", None, "inputs", type(exc).__name__))
 
 
 def _scan_blob(

@@ -16,20 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
-import pytest
 
-from mlsec import scan
+from mlsec import scan, scan_bytes
+from mlsec.report import ScanError
 from tests.conftest import FIXTURES, fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_RSS = 500 * 1024 * 1024
 SARIF_SCHEMA = json.loads((ROOT / "tests" / "schemas" / "sarif-2.1.0.json").read_text())
-# Exception types that only a bug raises: a scanner must turn bad input into InputError or a finding.
-BUG_TYPES = frozenset(
-    {"TypeError", "KeyError", "IndexError", "AttributeError", "RecursionError", "error", "ZeroDivisionError",
-     "AssertionError", "UnboundLocalError", "NameError", "OverflowError", "MemoryError", "ValueError",
-     "UnicodeDecodeError", "UnicodeEncodeError", "SystemError"}
-)  # fmt: skip
 
 
 @dataclass
@@ -219,7 +213,7 @@ def _fixture_files() -> list[Path]:
     skip = (FIXTURES / "advisories", FIXTURES / "signatures")
     return sorted(
         p for p in FIXTURES.rglob("*")
-        if p.is_file() and p.suffix not in (".py", ".toml", ".md") and not p.is_relative_to(skip[0]) and not p.is_relative_to(skip[1])
+        if p.is_file() and p.suffix not in (".py", ".toml", ".md") and not any(p.is_relative_to(s) for s in skip)
     )  # fmt: skip
 
 
@@ -231,18 +225,46 @@ def test_truncated_everything(tmp_path: Path) -> None:
         for cut in sorted({len(data) // 3, 2 * len(data) // 3, max(len(data) - 1, 0)}):
             target = tmp_path / path.name
             target.write_bytes(data[:cut])
-            report = scan([str(target)])
-            bugs += [
-                (str(path.relative_to(FIXTURES)), cut, e.scanner, e.reason) for e in report.errors if e.error_type in BUG_TYPES
-            ]
+            for report in (scan([str(target)]), scan_bytes(path.name, data[:cut])):  # from disk, and as fuzz/ reads
+                bugs += [(str(path.relative_to(FIXTURES)), cut, e.scanner, e.reason) for e in report.errors if e.is_bug]
             target.unlink()
     assert bugs == []
 
 
-@pytest.mark.skipif(shutil.which("sha256sum") is None, reason="no coreutils")
 def test_hostile_set_scans_in_one_run_within_the_memory_bound() -> None:
     run = mlsec("scan", str(FIXTURES / "hostile"), str(FIXTURES / "archives" / "hostile"), "-o", "json")
     report = json.loads(run.stdout)
     assert run.code == 1
     assert len(report["artifacts"]) > 20
     assert report["errors"]
+
+
+def test_errors_that_only_a_bug_causes_are_told_apart() -> None:
+    assert ScanError("m.pkl", "TypeError: 'NoneType' object is not iterable", None, "pickle", "TypeError").is_bug
+    assert ScanError("a.zip", "reading stopped: struct.error", None, "inputs", "error").is_bug
+    assert not ScanError("m.pkl", "truncated", None, "pickle", "InputError").is_bug
+    assert not ScanError("m.onnx", "ONNX nodes limit exceeded", None, "onnx", "LimitExceeded").is_bug
+    assert not ScanError("a.zip", "unreadable zip: Bad magic number", None, "inputs.zip", "BadZipFile").is_bug
+
+
+def test_fuzz_targets_cover_the_parsers_and_their_seeds_scan_cleanly() -> None:
+    sys.path.insert(0, str(ROOT))
+    from fuzz.run import NAMES
+    from fuzz.targets import TARGETS
+
+    assert tuple(sorted(TARGETS)) == NAMES
+    for name, target in TARGETS.items():
+        seeds = target.seed_files()
+        assert seeds, f"fuzz target {name} has no seed fixtures"
+        target.run(seeds[0].read_bytes())  # raises ScanBug if the harness's notion of a bug fires on a seed
+
+
+def test_fuzz_regressions() -> None:
+    """Inputs the fuzzers found that once failed (fixtures/fuzz/TARGET/*) scan without a bug."""
+    sys.path.insert(0, str(ROOT))
+    from fuzz.targets import TARGETS
+
+    found = sorted(p for p in (FIXTURES / "fuzz").glob("*/*") if p.is_file())
+    assert len(found) >= 30
+    for path in found:
+        TARGETS[path.parent.name].run(path.read_bytes())  # raises ScanBug on a regression

@@ -59,6 +59,20 @@ def walk(paths: Sequence[str], limits: ScanLimits, image_options: images.ImageOp
             yield ScanError(given, "no such file or directory", error_type="FileNotFoundError")
 
 
+def walk_bytes(name: str, data: bytes, limits: ScanLimits) -> Iterator[Event]:
+    """The events for bytes held in memory (fetched from a registry, or a fuzzer's input), named `name`.
+    Container images need a file and are read as plain tar archives here."""
+    if not data:
+        yield Skipped(printable(name), "empty")
+        return
+    fmt = formats.sniff(data[:4096], last_byte=data[-1:], name=name)
+    if fmt == "zip":
+        fmt = _refine_zip(partial(BytesIO, data), name)
+    blob = Blob(path=printable(name), member=(), format=fmt, size=len(data), sha256=hashlib.sha256(data).hexdigest(), data=data)
+    yield blob
+    yield from _expand(blob, limits, total=[0])
+
+
 def _walk_dir(
     root: str, limits: ScanLimits, options: images.ImageOptions, *, links_into: str | None = None, seen: set[str] | None = None
 ) -> Iterator[Event]:
@@ -197,7 +211,7 @@ def _refine_zip(opener: Callable[[], BinaryIO], name: str) -> str:
     try:
         with opener() as fh, zipfile.ZipFile(fh) as zf:
             return formats.refine_zip(zf.namelist(), name)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except zip_reader.UNREADABLE:  # the zip reader reports why, with the member
         return "zip"
 
 

@@ -110,7 +110,7 @@ def is_image(path: str) -> bool:
                     return True
                 if count > 10_000:
                     return False
-    except (tarfile.TarError, OSError, EOFError):
+    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError):
         return False
     return False
 
@@ -121,7 +121,7 @@ def walk_image(
     """Events for every image in `path`; `member(parent_blob, name, data)` turns a file into Blobs (and expands archives)."""
     try:
         source = _Source(path)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as exc:
         yield ScanError(path, f"unreadable image archive: {exc}", None, "inputs.images", type(exc).__name__)
         return
     try:
@@ -130,7 +130,7 @@ def walk_image(
             yield Anomaly(rule_id, path, None, summary, facts, sha256)
         for image in images:
             yield from _image(source, image, sha256, limits, options, member)
-    except (ValueError, KeyError, OSError, tarfile.TarError) as exc:
+    except (ValueError, KeyError, OSError, EOFError, tarfile.TarError, *_INFLATE_ERRORS) as exc:
         yield ScanError(path, f"image cannot be read: {type(exc).__name__}: {exc}", None, "inputs.images", type(exc).__name__)
     finally:
         source.close()
@@ -239,6 +239,8 @@ try:  # ISA-L's inflate is about twice zlib's speed; the same API
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback where it has no wheel
     _zlib = zlib  # type: ignore[no-redef]
+# What a corrupt layer raises while it streams (fuzz/run.py oci): inflate errors from isal or zlib.
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _zlib.error)
 
 
 class _Gunzip(io.RawIOBase):

@@ -20,7 +20,7 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
     with blob.open() as fh:
         try:
             tf = tarfile.open(fileobj=fh, mode="r:", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 - closed with the stream
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as exc:  # pax headers that are not UTF-8
             yield ScanError(blob.path, f"unreadable tar: {exc}", where, "inputs.tar", type(exc).__name__)
             return
         count = 0
@@ -74,7 +74,7 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
                         "EOFError",
                     )
                 yield MemberData(name, data)
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as exc:  # pax headers that are not UTF-8
             yield ScanError(
                 blob.path, f"tar stops being readable after {count} members: {exc}", where, "inputs.tar", type(exc).__name__
             )

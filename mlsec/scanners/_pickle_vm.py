@@ -179,8 +179,11 @@ def _read_arg(stream: _Stream, argname: str) -> Any:
             stream.skip(n)
             return Opaque(f"{kind} of {n} bytes")
         data = stream.read(n)
-        if kind == "unicode":
-            return data.decode("utf-8", "surrogatepass")
+        if kind == "unicode":  # as the unpickler decodes it; bytes it cannot decode stop a real load here
+            try:
+                return data.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError as exc:
+                raise Malformed(f"{argname} is not UTF-8 ({exc.reason} at byte {exc.start})", stream.pos) from None
         if kind == "str":
             return data.decode("latin-1")
         if kind == "long":

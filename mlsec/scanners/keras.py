@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from mlsec.artifacts import Blob
+from mlsec.errors import InputError
 from mlsec.findings import Finding
 from mlsec.scanners.base import ScanContext
 from mlsec.scanners.pickle import denied_global
@@ -48,9 +49,12 @@ class KerasScanner:
                     return None, ""
         import h5py  # noqa: PLC0415 - heavy, lazy
 
-        with blob.open() as fh, h5py.File(fh, "r") as h5:
-            raw = h5.attrs.get("model_config")
-            version = h5.attrs.get("keras_version", "")
+        try:
+            with blob.open() as fh, h5py.File(fh, "r") as h5:
+                raw = h5.attrs.get("model_config")
+                version = h5.attrs.get("keras_version", "")
+        except OSError as exc:  # h5py's word for a file HDF5 cannot read (truncated, corrupt)
+            raise InputError(f"not a readable HDF5 file: {exc}", path=blob.path, member=blob.member_name) from None
         if raw is None:
             return None, ""
         try:

@@ -47,6 +47,10 @@ class OnnxScanner:
         except (DecodeError, ValueError, RuntimeError) as exc:
             yield ctx.finding("MLSEC-ONNX-002", blob, f"protobuf does not parse: {exc}", source=_SOURCE)
             return
+        bad = _not_utf8(model)
+        if bad:  # protobuf hands such strings back as bytes; ONNX requires UTF-8 and loaders reject them
+            yield ctx.finding("MLSEC-ONNX-002", blob, f"protobuf does not parse: string field {bad} is not UTF-8", source=_SOURCE)
+            return
         count = sum(1 for _ in _nodes(model))
         if count > ctx.limits.max_onnx_nodes:
             raise LimitExceeded(
@@ -87,11 +91,26 @@ class OnnxScanner:
                 yield finding
         try:
             onnx.checker.check_model(model)
-        except onnx.checker.ValidationError as exc:
+        except (onnx.checker.ValidationError, ValueError) as exc:  # ValueError: the checker's own re-parse fails
             reason = str(exc).strip().splitlines()[0]
             named = _CHECKER_TENSOR.search(reason)
             if not (named and named.group(1) in flagged):  # that tensor is already reported, with more detail
                 yield ctx.finding("MLSEC-ONNX-007", blob, reason, facts={"checker": str(exc).strip()[:500]}, source=_SOURCE)
+
+
+def _not_utf8(message: Any) -> str | None:
+    """The first string field (by full name) whose bytes are not UTF-8, anywhere in `message`."""
+    todo = [message]
+    while todo:
+        current = todo.pop()
+        for field, value in current.ListFields():
+            repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == 3  # protobuf < 5.29
+            values = value if repeated else (value,)
+            if field.type == 9 and any(isinstance(v, bytes) for v in values):  # TYPE_STRING
+                return str(field.full_name)
+            if field.type == 11:  # TYPE_MESSAGE
+                todo.extend(values)
+    return None
 
 
 def _facts(model: Any) -> dict[str, Any]:
