@@ -22,14 +22,18 @@ def fixture(rel: str) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_user_vulndb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Tests never see a vulnerability database the machine's user imported: each names its own."""
+    """Tests never see a vulnerability database the machine's user imported, nor write to the user's
+    audit ledger: each names its own."""
     old = os.environ.get("MLSEC_VULNDB")
+    old_ledger = os.environ.pop("MLSEC_LEDGER", None)
     os.environ["MLSEC_VULNDB"] = str(tmp_path_factory.mktemp("no-vulndb") / "absent.sqlite")
     yield
     if old is None:
         os.environ.pop("MLSEC_VULNDB", None)
     else:
         os.environ["MLSEC_VULNDB"] = old
+    if old_ledger is not None:
+        os.environ["MLSEC_LEDGER"] = old_ledger
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mlsec import __version__
+from mlsec.cli.audit import audit_group
 from mlsec.cli.bom import bom_command
 from mlsec.cli.db import db_group
 from mlsec.cli.exit_codes import ExitCode
@@ -66,3 +67,4 @@ main.add_command(bom_command)
 main.add_command(keygen_command)
 main.add_command(sign_command)
 main.add_command(verify_command)
+main.add_command(audit_group)

@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+from mlsec.audit_records import record_gate
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import as_paths, gate_options
+from mlsec.cli.options import as_paths, gate_options, ledger_option, record
 from mlsec.cli.writing import write_atomic
 from mlsec.decision import Decision
 from mlsec.errors import InputError
@@ -76,11 +77,12 @@ def emit(decision: Decision, outputs: list[tuple[str, str | None]], inputs: list
     help="A report from `mlsec scan -o json=FILE`.",
 )
 @gate_options
+@ledger_option
 @click.option(
     "-o", "--output", "outputs", multiple=True, metavar="FORMAT[=FILE]", help="json, table (default) or markdown; repeatable."
 )
 @click.pass_context
-def gate_command(ctx: click.Context, report_path: str, outputs: tuple[str, ...], **options: Any) -> None:
+def gate_command(ctx: click.Context, report_path: str, outputs: tuple[str, ...], ledger_path: str | None, **options: Any) -> None:
     """Decide with Rego policies whether what a report describes may go on to the next stage."""
     wanted = [parse_decision_output(o) for o in outputs] or [("table", None)]
     if sum(1 for _, t in wanted if t is None) > 1:
@@ -90,4 +92,7 @@ def gate_command(ctx: click.Context, report_path: str, outputs: tuple[str, ...],
         raise InputError(f"not an mlsec report (schema_version must be {SCHEMA_VERSION})", path=report_path)
     decision = decide(report, options)
     emit(decision, wanted, [report_path])
-    ctx.exit(int(ExitCode.OK if decision.allowed else ExitCode.BLOCKED))
+    recorded = record(ledger_path, lambda ledger: record_gate(ledger, decision, report))
+    if not decision.allowed:
+        ctx.exit(int(ExitCode.BLOCKED))
+    ctx.exit(int(ExitCode.OK if recorded else ExitCode.INCOMPLETE))

@@ -79,3 +79,29 @@ def gate_options(func):  # noqa: ANN001, ANN201 - a click decorator stack
     ):
         func = option(func)
     return func
+
+
+ledger_option = click.option(
+    "--ledger",
+    "ledger_path",
+    envvar="MLSEC_LEDGER",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append this command's result to the audit ledger (SQLite file; default $MLSEC_LEDGER, else none).",
+)
+
+
+def record(ledger_path: str | None, write) -> bool:  # noqa: ANN001 - write: Callable[[Ledger], Entry]
+    """Append to the ledger at `ledger_path`, if any. False (with the reason on stderr) when it failed:
+    the caller's exit code must then say incomplete, unless it already says blocked."""
+    if not ledger_path:
+        return True
+    from mlsec.ledger import Ledger, LedgerError  # noqa: PLC0415
+
+    try:
+        with Ledger(ledger_path) as ledger:
+            write(ledger)
+    except LedgerError as exc:
+        click.echo(f"mlsec: error: the audit ledger was not written: {exc.diagnostics()}", err=True)
+        return False
+    return True

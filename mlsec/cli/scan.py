@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
+from mlsec.audit_records import record_gate, record_scan
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import fail_on_option, gate_options, rules_option
+from mlsec.cli.options import fail_on_option, gate_options, ledger_option, record, rules_option
 from mlsec.cli.writing import write_atomic
 from mlsec.findings import Severity
 from mlsec.inputs.images import ImageOptions
@@ -89,6 +90,7 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
     help="Decide with the Rego gates too; the exit code is then the gate's (0 allowed, 1 denied).",
 )
 @gate_options
+@ledger_option
 @click.option(
     "--gate-output",
     "gate_outputs",
@@ -113,6 +115,7 @@ def scan_command(
     image_platform: str | None,
     run_gate: bool,
     gate_outputs: tuple[str, ...],
+    ledger_path: str | None,
     **gate_opts: Any,
 ) -> None:
     """Statically scan model files, archives and directories. Never executes them."""
@@ -142,10 +145,13 @@ def scan_command(
             sys.stdout.write(text)
         else:
             write_atomic(target, text, paths)
+    code = exit_code(report, fail_on)
+    recorded = record(ledger_path, lambda ledger: record_scan(ledger, report, int(code)))
     if run_gate:
         from mlsec.cli.gate import decide, emit, parse_decision_output  # noqa: PLC0415 - only with --gate
 
         decision = decide(report, gate_opts)
         emit(decision, [parse_decision_output(o) for o in gate_outputs] or [("table", None)], list(paths), stream=sys.stderr)
-        ctx.exit(int(ExitCode.OK if decision.allowed else ExitCode.BLOCKED))
-    ctx.exit(int(exit_code(report, fail_on)))
+        recorded = record(ledger_path, lambda ledger: record_gate(ledger, decision, report)) and recorded
+        code = ExitCode.OK if decision.allowed else ExitCode.BLOCKED
+    ctx.exit(int(code if recorded or code == ExitCode.BLOCKED else ExitCode.INCOMPLETE))

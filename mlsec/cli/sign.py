@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from mlsec.audit_records import record_signature
 from mlsec.cli.exit_codes import ExitCode
+from mlsec.cli.options import ledger_option, record
 from mlsec.signing import VerificationFailed, default_bundle, keygen, sign, verify
 
 
@@ -42,13 +44,23 @@ def keygen_command(private: str, public: str) -> None:
 @click.option(
     "--bundle", "bundle", type=click.Path(dir_okay=False), help="Bundle path (one PATH only; default: PATH.sigstore.json)."
 )
-def sign_command(paths: tuple[str, ...], key: str | None, keyless: bool, bundle: str | None) -> None:
+@ledger_option
+@click.pass_context
+def sign_command(
+    ctx: click.Context, paths: tuple[str, ...], key: str | None, keyless: bool, bundle: str | None, ledger_path: str | None
+) -> None:
     """Sign model files or directories (model-signing), ML-BOMs and reports (in-toto attestations)."""
     if bundle and len(paths) > 1:
         raise click.UsageError("--bundle names one bundle: give one PATH")
+    recorded, method = True, "keyless" if keyless else "key"
     for path in paths:
         written = sign(Path(path), key=Path(key) if key else None, keyless=keyless, bundle=Path(bundle) if bundle else None)
         click.echo(f"signed {path} -> {written}")
+        recorded = (
+            record(ledger_path, lambda ledger, p=path, w=written: record_signature(ledger, Path(p), w, method)) and recorded
+        )
+    if not recorded:
+        ctx.exit(int(ExitCode.INCOMPLETE))
 
 
 @click.command("verify")

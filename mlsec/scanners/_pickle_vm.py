@@ -457,6 +457,15 @@ def _dtype_of(value: Any) -> tuple[str | None, int | None]:
     return kind, size * 4 if kind == "U" else size
 
 
+def _hashable(value: Any) -> bool:
+    """Whether `value` can be a dict key or set element here (a tuple holding a list cannot: fuzz/run.py)."""
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _to_dict(items: list[Any]) -> dict[Any, Any]:
     out: dict[Any, Any] = {}
     for i in range(0, len(items) - 1, 2):
@@ -473,7 +482,7 @@ def _append(stack: list[Any], items: list[Any], offset: int) -> None:
     if isinstance(target, list) and len(target) < _KEEP_ITEMS:
         target.extend(items[: _KEEP_ITEMS - len(target)])
     elif isinstance(target, set) and len(target) < _KEEP_ITEMS:
-        target.update(i for i in items if isinstance(i, (str, int, float, bytes, tuple)))
+        target.update(i for i in items if isinstance(i, (str, int, float, bytes, tuple)) and _hashable(i))
 
 
 def _setitems(stack: list[Any], items: list[Any], offset: int) -> None:
