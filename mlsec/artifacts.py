@@ -18,6 +18,7 @@ class ArtifactKind(enum.Enum):
     DEPENDENCIES = "dependencies"  # a manifest: requirements, lock file, METADATA
     PACKAGE = "package"  # one dependency a manifest names (no bytes were read: sha256 may be None)
     ARCHIVE = "archive"
+    SERVING = "serving"  # one resource of a serving manifest (KServe, Seldon, a Deployment): facts, no file of its own
     OTHER = "other"
 
 

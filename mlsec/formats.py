@@ -120,6 +120,8 @@ def sniff(head: bytes, *, last_byte: bytes = b"", name: str = "") -> str:
         if base == "config.json" and any(k in head for k in (b'"model_type"', b'"architectures"', b'"auto_map"')):
             return "hf-config"
         return "json"
+    if lower.endswith((".yaml", ".yml")) and b"apiVersion:" in head and b"kind:" in head:
+        return "k8s-manifest"
     if stripped.startswith(b"<"):
         return "pmml" if b"<PMML" in head else "openvino-ir" if b"<net " in head else "xml"
     return "unknown"

@@ -16,6 +16,7 @@ from mlsec.scanners.pickle import PickleScanner
 from mlsec.scanners.pmml import PmmlScanner
 from mlsec.scanners.pytorch import PyTorchScanner
 from mlsec.scanners.safetensors import SafetensorsScanner
+from mlsec.scanners.serving import ServingManifestScanner
 from mlsec.scanners.tensorflow import TensorFlowScanner
 from mlsec.scanners.tflite import TfliteScanner
 from mlsec.scanners.trees import TreeModelScanner
@@ -38,6 +39,7 @@ SCANNERS: tuple[Scanner, ...] = (
     ImageConfigScanner(),
     DatasetScanner(),
     HuggingFaceScanner(),
+    ServingManifestScanner(),
 )
 
 _BY_FORMAT: dict[str, tuple[Scanner, ...]] = {}

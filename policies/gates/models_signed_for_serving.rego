@@ -13,21 +13,12 @@ import rego.v1
 
 import data.mlsec.lib
 
-signed_by_allowed(sha256) if {
-	some signature in input.signatures
-	signature.sha256 == sha256
-	signature.verified == true
-	some signer in data.mlsec.allowed_signers
-	signature.issuer == signer.issuer
-	glob.match(signer.identity, [], signature.identity)
-}
-
 settings := lib.settings(input.stage)
 
 deny contains result if {
 	settings.require_signatures
 	some model in lib.models
-	not signed_by_allowed(model.sha256)
+	not lib.signed_by_allowed(model.sha256)
 	result := {
 		"msg": sprintf("model %s (sha256 %s…) has no verified signature from an allowed signer", [model.path, substring(model.sha256, 0, 12)]),
 		"rule_id": "MLSEC-GATE-003",

@@ -28,3 +28,13 @@ models contains artifact if {
 	inner.path == artifact.path
 	inner.kind == "model"
 }
+
+# a verified signature over sha256 from an identity and issuer in data.mlsec.allowed_signers (glob identities)
+signed_by_allowed(sha256) if {
+	some signature in input.signatures
+	signature.sha256 == sha256
+	signature.verified == true
+	some signer in data.mlsec.allowed_signers
+	signature.issuer == signer.issuer
+	glob.match(signer.identity, [], signature.identity)
+}
