@@ -42,9 +42,11 @@ def injection_constructs(source: str) -> list[Construct]:
     """Every construct in `source` that template injection uses, in source order; parsing only."""
     try:
         tree = Environment().parse(source)
+        found = list(_walk(tree))
     except TemplateSyntaxError as exc:
         raise TemplateSyntax(exc.message or str(exc), exc.lineno) from None
-    found = list(_walk(tree))
+    except RecursionError:  # Jinja's parser and node walk recurse once per nesting level (fuzz/run.py gguf)
+        raise TemplateSyntax("nested too deeply to parse", None) from None
     return sorted(set(found), key=lambda c: (c.line, c.what))
 
 
@@ -81,7 +83,8 @@ def template_findings(
         constructs = injection_constructs(value)
     except TemplateSyntax as exc:
         facts = {"key": key, "line": exc.line, "error": str(exc)}
-        yield ctx.finding(syntax, blob, f"{key} does not parse (line {exc.line}): {exc}", facts=facts, source=source)
+        where = f" (line {exc.line})" if exc.line else ""
+        yield ctx.finding(syntax, blob, f"{key} does not parse{where}: {exc}", facts=facts, source=source)
         return
     if constructs:
         yield ctx.finding(
