@@ -15,6 +15,7 @@ from mlsec.cli.db import db_group
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.gate import gate_command
 from mlsec.cli.policy import policy_group
+from mlsec.cli.registry import registry_group
 from mlsec.cli.rules import rules_group
 from mlsec.cli.scan import scan_command
 from mlsec.cli.serve import serve_command
@@ -68,3 +69,4 @@ main.add_command(keygen_command)
 main.add_command(sign_command)
 main.add_command(verify_command)
 main.add_command(audit_group)
+main.add_command(registry_group)
