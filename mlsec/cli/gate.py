@@ -12,7 +12,7 @@ import click
 
 from mlsec.audit_records import record_gate
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import as_paths, gate_options, ledger_option, record
+from mlsec.cli.options import as_paths, gate_options, ledger_entries, ledger_option, record
 from mlsec.cli.writing import write_atomic
 from mlsec.decision import Decision
 from mlsec.errors import InputError
@@ -20,12 +20,12 @@ from mlsec.gate import gate
 from mlsec.gate_input import build_gate_input
 from mlsec.outputs.decision import DECISION_FORMATS
 from mlsec.policy_engines import PolicySet, open_engine
-from mlsec.report import SCHEMA_VERSION
+from mlsec.report import SCHEMA_VERSION, ScanReport
 
 
-def parse_decision_output(value: str) -> tuple[str, str | None]:
+def parse_decision_output(value: str, *, html: bool = False) -> tuple[str, str | None]:
     fmt, sep, target = value.partition("=")
-    if fmt not in DECISION_FORMATS:
+    if fmt not in DECISION_FORMATS and not (html and fmt == "html"):
         raise click.BadParameter(f"unknown format {fmt!r} (expected one of: {', '.join(DECISION_FORMATS)})")
     if sep and not target:
         raise click.BadParameter(f"missing file name after {fmt}=")
@@ -79,20 +79,36 @@ def emit(decision: Decision, outputs: list[tuple[str, str | None]], inputs: list
 @gate_options
 @ledger_option
 @click.option(
-    "-o", "--output", "outputs", multiple=True, metavar="FORMAT[=FILE]", help="json, table (default) or markdown; repeatable."
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="FORMAT[=FILE]",
+    help="json, table (default), markdown or html (the compliance report); repeatable.",
 )
 @click.pass_context
 def gate_command(ctx: click.Context, report_path: str, outputs: tuple[str, ...], ledger_path: str | None, **options: Any) -> None:
     """Decide with Rego policies whether what a report describes may go on to the next stage."""
-    wanted = [parse_decision_output(o) for o in outputs] or [("table", None)]
+    wanted = [parse_decision_output(o, html=True) for o in outputs] or [("table", None)]
     if sum(1 for _, t in wanted if t is None) > 1:
         raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
     report = read_json(report_path, "the report")
     if not isinstance(report, dict) or report.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"not an mlsec report (schema_version must be {SCHEMA_VERSION})", path=report_path)
     decision = decide(report, options)
-    emit(decision, wanted, [report_path])
+    emit(decision, [w for w in wanted if w[0] != "html"], [report_path])
     recorded = record(ledger_path, lambda ledger: record_gate(ledger, decision, report))
+    for _, target in (w for w in wanted if w[0] == "html"):
+        from mlsec.outputs.html import render  # noqa: PLC0415
+        from mlsec.rules import load_ruleset  # noqa: PLC0415
+
+        text = render(
+            ScanReport.from_json(json.dumps(report)),
+            load_ruleset(),
+            decision=decision,
+            ledger=ledger_entries(ledger_path, report),
+        )
+        (sys.stdout.write(text) if target is None else write_atomic(target, text, [report_path]))
     if not decision.allowed:
         ctx.exit(int(ExitCode.BLOCKED))
     ctx.exit(int(ExitCode.OK if recorded else ExitCode.INCOMPLETE))

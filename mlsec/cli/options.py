@@ -105,3 +105,18 @@ def record(ledger_path: str | None, write) -> bool:  # noqa: ANN001 - write: Cal
         click.echo(f"mlsec: error: the audit ledger was not written: {exc.diagnostics()}", err=True)
         return False
     return True
+
+
+def ledger_entries(ledger_path: str | None, report: object) -> list:
+    """The ledger's entries about any artifact of `report` (a ScanReport or its JSON), for the HTML report."""
+    if not ledger_path:
+        return []
+    from mlsec.audit_records import subjects_of  # noqa: PLC0415
+    from mlsec.ledger import Ledger, LedgerError  # noqa: PLC0415
+
+    digests = set(subjects_of(report).values())  # type: ignore[arg-type]
+    try:
+        with Ledger(ledger_path) as ledger:
+            return [e for e in ledger.entries() if digests & set(e.subjects.values())]
+    except LedgerError:
+        return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,13 @@ import click
 
 from mlsec.audit_records import record_gate, record_scan
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import fail_on_option, gate_options, ledger_option, record, rules_option
+from mlsec.cli.options import fail_on_option, gate_options, ledger_entries, ledger_option, record, rules_option
 from mlsec.cli.writing import write_atomic
 from mlsec.findings import Severity
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
 from mlsec.outputs import FORMATS
+from mlsec.outputs.html import render as html_report
 from mlsec.report import ScanReport
 from mlsec.rules import load_ruleset
 from mlsec.scan import scan
@@ -49,7 +51,7 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
     "outputs",
     multiple=True,
     metavar="FORMAT[=FILE]",
-    help="Output format (json, sarif, table), to FILE or to standard output. Repeatable; default: table.",
+    help="Output format (json, sarif, table, mlbom, html), to FILE or to standard output. Repeatable; default: table.",
 )
 @fail_on_option
 @rules_option
@@ -140,13 +142,11 @@ def scan_command(
         label_column=label_column,
     )
     for fmt, target in wanted:
-        text = FORMATS[fmt](report, ruleset)
-        if target is None:
-            sys.stdout.write(text)
-        else:
-            write_atomic(target, text, paths)
+        if fmt != "html":  # the compliance report comes last: it shows the decision and the ledger
+            write_output(target, FORMATS[fmt](report, ruleset), paths)
     code = exit_code(report, fail_on)
     recorded = record(ledger_path, lambda ledger: record_scan(ledger, report, int(code)))
+    decision = None
     if run_gate:
         from mlsec.cli.gate import decide, emit, parse_decision_output  # noqa: PLC0415 - only with --gate
 
@@ -154,4 +154,17 @@ def scan_command(
         emit(decision, [parse_decision_output(o) for o in gate_outputs] or [("table", None)], list(paths), stream=sys.stderr)
         recorded = record(ledger_path, lambda ledger: record_gate(ledger, decision, report)) and recorded
         code = ExitCode.OK if decision.allowed else ExitCode.BLOCKED
+    for fmt, target in wanted:
+        if fmt == "html":
+            text = html_report(
+                report, ruleset, decision=decision, ledger=ledger_entries(ledger_path, report), exit_code=int(code)
+            )
+            write_output(target, text, paths)
     ctx.exit(int(code if recorded or code == ExitCode.BLOCKED else ExitCode.INCOMPLETE))
+
+
+def write_output(target: str | None, text: str, inputs: Sequence[str]) -> None:
+    if target is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(target, text, inputs)

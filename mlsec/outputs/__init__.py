@@ -21,4 +21,10 @@ def _mlbom(report: ScanReport, ruleset: RuleSet) -> str:
     return mlbom.render(report, ruleset)
 
 
-FORMATS: dict[str, Renderer] = {"json": _json, "sarif": sarif.render, "table": table.render, "mlbom": _mlbom}
+def _html(report: ScanReport, ruleset: RuleSet) -> str:
+    from mlsec.outputs import html  # noqa: PLC0415
+
+    return html.render(report, ruleset)
+
+
+FORMATS: dict[str, Renderer] = {"json": _json, "sarif": sarif.render, "table": table.render, "mlbom": _mlbom, "html": _html}
