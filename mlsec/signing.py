@@ -52,6 +52,8 @@ def keygen(private: Path, public: Path) -> None:
     for path in (private, public):
         if path.exists():
             raise InputError("refusing to overwrite an existing key", path=str(path))
+    for path in (private, public):
+        path.parent.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -222,6 +224,11 @@ def verify(
     digest = _subject_digest(statement, path, bundle)
     kind = {PREDICATE_BOM: "bom", PREDICATE_REPORT: "report"}.get(statement.get("predicateType"), "artifact")
     return Verified(str(path), kind, signer, digest)
+
+
+def key_identity(public_key: Path) -> str:
+    """The signer a signature made with this key's private half verifies as ("key sha256:...")."""
+    return f"key {_key_file_hint(public_key)}"
 
 
 def _key_file_hint(key: Path) -> str:

@@ -17,10 +17,12 @@ from mlsec.cli.gate import gate_command
 from mlsec.cli.policy import policy_group
 from mlsec.cli.registry import registry_group
 from mlsec.cli.rules import rules_group
+from mlsec.cli.run import init_command, run_command
 from mlsec.cli.scan import scan_command
 from mlsec.cli.serve import serve_command
 from mlsec.cli.sign import keygen_command, sign_command, verify_command
 from mlsec.errors import MlsecError, OutputError, RuleError
+from mlsec.pipeline.config import ConfigError
 
 
 class _Group(click.Group):
@@ -33,7 +35,7 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"mlsec: error: {exc.diagnostics()}", err=True)
-            code = ExitCode.USAGE if isinstance(exc, (RuleError, OutputError)) else ExitCode.INCOMPLETE
+            code = ExitCode.USAGE if isinstance(exc, (RuleError, OutputError, ConfigError)) else ExitCode.INCOMPLETE
             ctx.exit(int(code))
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
@@ -70,3 +72,5 @@ main.add_command(sign_command)
 main.add_command(verify_command)
 main.add_command(audit_group)
 main.add_command(registry_group)
+main.add_command(run_command)
+main.add_command(init_command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,22 @@ def read_json(path: str, what: str) -> Any:
 
 
 def decide(report: Any, options: dict[str, Any]) -> Decision:
-    """The decision for a report (ScanReport or its JSON) under the gate options shared by `gate` and `scan --gate`."""
-    signatures = read_json(options["signatures_file"], "signatures") if options.get("signatures_file") else []
+    """The decision for a report (ScanReport or its JSON) under the gate options shared by `gate` and `scan --gate`.
+
+    `signatures` (a list) may stand in for `signatures_file`, and `allowed_signers` adds signers to the data
+    (mlsec run passes both: the signatures it just made and verified, and the signers mlsec.yaml names)."""
+    signatures = options.get("signatures")
+    if signatures is None:
+        signatures = read_json(options["signatures_file"], "signatures") if options.get("signatures_file") else []
     if not isinstance(signatures, list):
         raise InputError("signatures must be a JSON list", path=options["signatures_file"])
     policies = PolicySet.load(
         as_paths(options["policy_dirs"]), as_paths(options["data_dirs"]), bundled_policies=not options["no_bundled_policies"]
     )
+    if options.get("allowed_signers"):
+        mlsec_data = dict(policies.data.get("mlsec", {}))
+        mlsec_data["allowed_signers"] = [*mlsec_data.get("allowed_signers", []), *options["allowed_signers"]]
+        policies = replace(policies, data={**policies.data, "mlsec": mlsec_data})
     engine = open_engine(
         policies,
         engine=options["engine"],
