@@ -7,9 +7,11 @@ after it; `verify()` finds the first break. Removing entries from the end leaves
 chain: compare with a head you kept (`verify(expect_head=...)`, the head of a signed export, or the
 one printed in a CI log).
 
-Storage is one SQLite file (no server). Appends take SQLite's write lock first (`BEGIN IMMEDIATE`),
-read the head and insert under it, so concurrent writers (two CI jobs) queue instead of forking the
-chain; `seq` is the primary key, so a second entry at the same position cannot exist.
+Storage is one SQLite file (no server), or a PostgreSQL database for a team (`postgresql://...`,
+with the `postgres` extra). An append takes the store's write lock first (SQLite's `BEGIN IMMEDIATE`,
+a PostgreSQL transaction-scoped advisory lock), reads the head and inserts under it, so concurrent
+writers (two CI jobs) queue instead of forking the chain; `seq` is the primary key, so a second entry
+at the same position cannot exist.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,21 +108,21 @@ def actor() -> str:
 
 
 class Ledger:
-    """One ledger file. Open with `Ledger(path)`; safe to share between processes, not between threads."""
+    """One ledger: a SQLite file path, or a `postgresql://` URL. Safe to share between processes, not threads."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=60000")
-            self._db.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise LedgerError(f"cannot open the ledger: {exc}", path=str(self.path)) from None
+    def __init__(self, location: str | Path) -> None:
+        self.location = str(location)
+        if self.location.startswith(("postgresql://", "postgres://")):
+            self._store: _Store = _Postgres(self.location)
+        else:
+            self._store = _SQLite(Path(location))
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -137,28 +140,20 @@ class Ledger:
         who: str | None = None,
     ) -> Entry:
         """Add one entry at the head of the chain, atomically with respect to other writers."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
-                body = {
-                    "seq": seq, "at": _now(), "kind": kind, "actor": who or actor(), "tool": f"mlsec {__version__}",
-                    "subjects": dict(subjects), "digests": dict(digests), "result": dict(result), "prev_hash": prev,
-                }  # fmt: skip
-                entry = Entry(**body, hash=entry_hash(body))
-                self._db.execute(f"INSERT INTO ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(entry))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot append to the ledger: {exc}", path=str(self.path)) from None
-        return entry
+
+        def make(head: tuple[int, str] | None) -> Entry:
+            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+            body = {
+                "seq": seq, "at": _now(), "kind": kind, "actor": who or actor(), "tool": f"mlsec {__version__}",
+                "subjects": dict(subjects), "digests": dict(digests), "result": dict(result), "prev_hash": prev,
+            }  # fmt: skip
+            return Entry(**body, hash=entry_hash(body))
+
+        return self._store.append(make)
 
     def entries(self, *, subject_sha256: str | None = None, since: str | None = None) -> Iterator[Entry]:
         """Entries in chain order; `subject_sha256` keeps those about that digest, `since` those at or after a date."""
-        for raw in self._db.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY seq"):
+        for raw in self._store.rows():
             entry = _entry(raw)
             if subject_sha256 and subject_sha256 not in entry.subjects.values():
                 continue
@@ -170,7 +165,7 @@ class Ledger:
         """Recompute the chain; every edited, deleted or reordered entry is a problem, named by its position."""
         problems: list[str] = []
         prev, count, head = GENESIS, 0, GENESIS
-        for raw in self._db.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY seq"):
+        for raw in self._store.rows():
             count += 1
             try:
                 entry = _entry(raw)
@@ -189,6 +184,81 @@ class Ledger:
         if expect_head and expect_head != head:
             problems.append(f"the head is {head[:16]}..., expected {expect_head[:16]}... (entries removed from the end?)")
         return Verification(count, head, tuple(problems))
+
+
+class _Store:
+    def append(self, make: Callable[[tuple[int, str] | None], Entry]) -> Entry: ...
+    def rows(self) -> Iterator[tuple[Any, ...]]: ...
+    def close(self) -> None: ...
+
+
+class _SQLite(_Store):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"cannot open the ledger: {exc}", path=str(path)) from None
+
+    def append(self, make: Callable[[tuple[int, str] | None], Entry]) -> Entry:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                entry = make(self._db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone())
+                self._db.execute(f"INSERT INTO ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(entry))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot append to the ledger: {exc}", path=str(self.path)) from None
+        return entry
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        yield from self._db.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY seq")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Postgres(_Store):
+    _LOCK = 0x6D6C736563  # "mlsec": the advisory lock every writer of this database takes
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg  # noqa: PLC0415 - the postgres extra
+        except ImportError:
+            raise LedgerError("a PostgreSQL ledger needs the postgres extra: pip install 'mlsec[postgres]'") from None
+        self._errors = psycopg.Error
+        self.where = re.sub(r"//[^/@]*@", "//", url)  # never a password in a message
+        try:
+            self._db = psycopg.connect(url, connect_timeout=10)
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+                self._db.execute(_SCHEMA.replace("seq INTEGER", "seq BIGINT"))
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot open the ledger at {self.where}: {exc}") from None
+
+    def append(self, make: Callable[[tuple[int, str] | None], Entry]) -> Entry:
+        try:
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+                entry = make(self._db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone())
+                self._db.execute(f"INSERT INTO ledger ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", _row(entry))
+        except self._errors as exc:
+            raise LedgerError(f"cannot append to the ledger at {self.where}: {exc}") from None
+        return entry
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        with self._db.transaction():
+            yield from self._db.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY seq").fetchall()
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def entry_hash(body: Mapping[str, Any]) -> str:

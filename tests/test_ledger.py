@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
 
@@ -17,24 +18,46 @@ from tests.conftest import fixture
 
 CLEAN = fixture("models/benign/mlp.onnx")
 EVIL = fixture("examples/demo/downloaded_model.pkl")
+# A PostgreSQL database the tests may wipe (.ci/run starts one on loopback and sets this).
+POSTGRES = os.environ.get("MLSEC_TEST_POSTGRES")
 
 
-def _filled(path: Path, n: int = 5) -> Ledger:
-    ledger = Ledger(path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh, empty ledger lives: a SQLite file, or the test PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "l.db")
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL server (set MLSEC_TEST_POSTGRES=postgresql://...; .ci/run does)")
+    _sql(POSTGRES, "DROP TABLE IF EXISTS ledger")
+    return POSTGRES
+
+
+def _filled(location: str | Path, n: int = 5) -> Ledger:
+    ledger = Ledger(location)
     for i in range(n):
         ledger.append("scan", subjects={f"m{i}.pkl": f"{i:064x}"}, digests={"rules_digest": "sha256:r"}, result={"i": i})
     return ledger
 
 
-def _sql(path: Path, statement: str) -> None:
-    db = sqlite3.connect(path)
+def _sql(location: str | Path, statement: str) -> None:
+    """Edit the ledger by hand, as someone with write access to its store could."""
+    if str(location).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(location), autocommit=True) as db:
+            for part in statement.split(";"):
+                if part.strip():
+                    db.execute(part)
+        return
+    db = sqlite3.connect(location)
     db.executescript(statement)
     db.commit()
     db.close()
 
 
-def test_a_fresh_chain_verifies_and_links_each_entry_to_the_last(tmp_path: Path) -> None:
-    with _filled(tmp_path / "l.db") as ledger:
+def test_a_fresh_chain_verifies_and_links_each_entry_to_the_last(location: str) -> None:
+    with _filled(location) as ledger:
         entries = list(ledger.entries())
         result = ledger.verify()
     assert result.ok
@@ -58,22 +81,20 @@ def test_a_fresh_chain_verifies_and_links_each_entry_to_the_last(tmp_path: Path)
     ],
     ids=["edited-result", "edited-actor", "deleted", "reordered"],
 )
-def test_any_hand_edit_breaks_the_chain(tmp_path: Path, tamper: str, expected: str) -> None:
-    path = tmp_path / "l.db"
-    _filled(path).close()
-    _sql(path, tamper)
-    with Ledger(path) as ledger:
+def test_any_hand_edit_breaks_the_chain(location: str, tamper: str, expected: str) -> None:
+    _filled(location).close()
+    _sql(location, tamper)
+    with Ledger(location) as ledger:
         result = ledger.verify()
     assert not result.ok
     assert expected in result.problems
 
 
-def test_entries_cut_from_the_end_are_found_against_a_kept_head(tmp_path: Path) -> None:
-    path = tmp_path / "l.db"
-    with _filled(path) as ledger:
+def test_entries_cut_from_the_end_are_found_against_a_kept_head(location: str) -> None:
+    with _filled(location) as ledger:
         head = ledger.verify().head
-    _sql(path, "DELETE FROM ledger WHERE seq = 5")
-    with Ledger(path) as ledger:
+    _sql(location, "DELETE FROM ledger WHERE seq = 5")
+    with Ledger(location) as ledger:
         assert ledger.verify().ok  # a shorter chain is still a chain...
         assert not ledger.verify(expect_head=head).ok  # ...but not the one that was kept
 
@@ -84,8 +105,8 @@ def _writer(path: str, worker: int, count: int) -> None:
             ledger.append("scan", subjects={f"w{worker}/{i}": f"{worker:032x}{i:032x}"}, digests={}, result={"w": worker})
 
 
-def test_1000_appends_from_4_processes_leave_one_valid_chain(tmp_path: Path) -> None:
-    path = str(tmp_path / "l.db")
+def test_1000_appends_from_4_processes_leave_one_valid_chain(location: str) -> None:
+    path = location
     Ledger(path).close()
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_writer, args=(path, w, 250)) for w in range(4)]
@@ -177,3 +198,23 @@ def test_an_unwritable_ledger_makes_the_scan_incomplete_but_never_hides_a_block(
     assert clean.exit_code == 3
     assert "the audit ledger was not written" in clean.output
     assert runner.invoke(main, ["scan", EVIL, "--ledger", str(folder)]).exit_code == 1
+
+
+@pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL server (set MLSEC_TEST_POSTGRES)")
+def test_the_commands_work_against_postgresql(tmp_path: Path) -> None:
+    _sql(POSTGRES, "DROP TABLE IF EXISTS ledger")
+    runner = CliRunner()
+    assert runner.invoke(main, ["scan", EVIL, "--ledger", POSTGRES]).exit_code == 1
+    assert runner.invoke(main, ["scan", CLEAN, "--ledger", POSTGRES]).exit_code == 0
+    verified = runner.invoke(main, ["audit", "verify", "--ledger", POSTGRES])
+    assert verified.exit_code == 0, verified.output
+    assert "2 entries" in verified.output
+    password = POSTGRES.split("//", 1)[1].split("@", 1)[0].split(":")[-1]
+    log = runner.invoke(main, ["audit", "log", "--ledger", POSTGRES])
+    assert "blocked" in log.output
+    assert "clean" in log.output
+    wrong = POSTGRES.replace(f":{password}@", ":wrong-password@")
+    failed = runner.invoke(main, ["scan", CLEAN, "--ledger", wrong])
+    assert failed.exit_code == 3
+    assert "the audit ledger was not written" in failed.output
+    assert "wrong-password" not in failed.output

@@ -15,13 +15,15 @@ from mlsec.ledger import Ledger, default_path
 ledger_path_option = click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(dir_okay=False),
+    envvar="MLSEC_LEDGER",
     default=None,
-    help="The ledger file (default: $MLSEC_LEDGER, else ledger.sqlite3 in the user's data directory).",
+    help="The ledger: a SQLite file or postgresql://... (default: $MLSEC_LEDGER, else ledger.sqlite3 in the user's data directory).",
 )
 
 
 def _open(ledger_path: str | None) -> Ledger:
+    if ledger_path and ledger_path.startswith(("postgresql://", "postgres://")):
+        return Ledger(ledger_path)
     path = Path(ledger_path) if ledger_path else default_path()
     if not path.is_file():
         raise click.UsageError(f"no ledger at {path} (append with --ledger FILE on scan, gate or sign)")

@@ -85,9 +85,8 @@ ledger_option = click.option(
     "--ledger",
     "ledger_path",
     envvar="MLSEC_LEDGER",
-    type=click.Path(dir_okay=False),
     default=None,
-    help="Append this command's result to the audit ledger (SQLite file; default $MLSEC_LEDGER, else none).",
+    help="Append this command's result to the audit ledger: a SQLite file or postgresql://... (default $MLSEC_LEDGER, else none).",
 )
 
 

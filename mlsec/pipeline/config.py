@@ -15,7 +15,7 @@
         gate: {stage: serve, policies: [policies/], data: [policy-data/]}
     signing: {key: keys/mlsec.key, public_key: keys/mlsec.pub}
     allowed_signers: [{key: keys/mlsec.pub}]   # or {identity: "*@example.com", issuer: https://...}
-    ledger: .mlsec/ledger.sqlite3
+    ledger: .mlsec/ledger.sqlite3              # or postgresql://user@host/db (password in PGPASSWORD)
     outputs: {dir: mlsec-out, formats: [json, sarif, html]}
 
 Every problem is reported at once, each with its line number (`mlsec.yaml:7: ...`).
@@ -64,7 +64,7 @@ class Pipeline:
     signing_key: Path | None = None
     public_key: Path | None = None
     allowed_signers: tuple[dict[str, str], ...] = ()
-    ledger: Path | None = None
+    ledger: str | None = None  # a SQLite file (relative to mlsec.yaml) or a postgresql:// URL
     out_dir: Path = Path("mlsec-out")
     formats: tuple[str, ...] = ("json", "sarif", "html")
     problems: list[str] = field(default_factory=list)
@@ -146,10 +146,17 @@ def load(path: Path) -> Pipeline:
         signing_key=root / signing["key"] if signing.get("key") else None,
         public_key=root / signing["public_key"] if signing.get("public_key") else None,
         allowed_signers=tuple({str(k): str(v) for k, v in s.items()} for s in signers),
-        ledger=root / doc["ledger"] if doc.get("ledger") else None,
+        ledger=_ledger(root, doc.get("ledger")),
         out_dir=root / str((outputs or {}).get("dir", "mlsec-out")),
         formats=formats,
     )
+
+
+def _ledger(root: Path, value: Any) -> str | None:
+    if not value:
+        return None
+    text = str(value)
+    return text if text.startswith(("postgresql://", "postgres://")) else str(root / text)
 
 
 def _artifacts(raw: Any, bad: Any) -> dict[str, tuple[str, ...]]:
