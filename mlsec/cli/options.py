@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import click
 
 from mlsec.findings import Severity
+
+if TYPE_CHECKING:
+    from mlsec.ledger import Entry, Ledger
 
 rules_option = click.option(
     "--rules",
@@ -90,7 +96,7 @@ ledger_option = click.option(
 )
 
 
-def record(ledger_path: str | None, write) -> bool:  # noqa: ANN001 - write: Callable[[Ledger], Entry]
+def record(ledger_path: str | None, write: Callable[[Ledger], object]) -> bool:
     """Append to the ledger at `ledger_path`, if any. False (with the reason on stderr) when it failed:
     the caller's exit code must then say incomplete, unless it already says blocked."""
     if not ledger_path:
@@ -106,7 +112,7 @@ def record(ledger_path: str | None, write) -> bool:  # noqa: ANN001 - write: Cal
     return True
 
 
-def ledger_entries(ledger_path: str | None, report: object) -> list:
+def ledger_entries(ledger_path: str | None, report: object) -> list[Entry]:
     """The ledger's entries about any artifact of `report` (a ScanReport or its JSON), for the HTML report."""
     if not ledger_path:
         return []

@@ -90,3 +90,20 @@ def test_chromium_renders_it_without_console_errors_and_takes_a_screenshot(tmp_p
     assert "Findings by framework control" in dom.stdout
     console = [line for line in run.stderr.splitlines() + dom.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []  # the page logs nothing: no scripts, no blocked loads
+
+
+def test_evaluation_results_are_charted() -> None:
+    from dataclasses import replace
+
+    from mlsec.findings import Evidence
+    from mlsec.report import EvaluationResult
+
+    result = EvaluationResult(
+        name="adversarial/pgd-linf", status="completed", artifact_sha256="ab" * 32, dataset_sha256=None,
+        parameters={"eps": 0.1}, metrics={"clean_accuracy": 0.97, "robust_accuracy": 0.41},
+        evidence=Evidence(summary="worst case over attacks", facts={}, source="test"), seconds=12.5,
+    )  # fmt: skip
+    page = render(replace(scan([EVIL]), evaluations=(result,)), load_ruleset())
+    assert "<h2>Evaluations</h2>" in page
+    assert "robust_accuracy: 0.410" in page
+    assert '<rect width="82.0" height="10"' in page  # 0.41 of a 200-pixel bar
