@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 from mlsec import formats
 from mlsec.artifacts import Blob
 from mlsec.inputs.events import Anomaly, printable
+from mlsec.inputs.tar import TAR_ERRORS
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, Skipped
 
@@ -110,7 +111,7 @@ def is_image(path: str) -> bool:
                     return True
                 if count > 10_000:
                     return False
-    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError):
+    except TAR_ERRORS:
         return False
     return False
 
@@ -121,7 +122,7 @@ def walk_image(
     """Events for every image in `path`; `member(parent_blob, name, data)` turns a file into Blobs (and expands archives)."""
     try:
         source = _Source(path)
-    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as exc:
+    except TAR_ERRORS as exc:
         yield ScanError(path, f"unreadable image archive: {exc}", None, "inputs.images", type(exc).__name__)
         return
     try:
@@ -130,7 +131,7 @@ def walk_image(
             yield Anomaly(rule_id, path, None, summary, facts, sha256)
         for image in images:
             yield from _image(source, image, sha256, limits, options, member)
-    except (ValueError, KeyError, OSError, EOFError, tarfile.TarError, *_INFLATE_ERRORS) as exc:
+    except (*TAR_ERRORS, KeyError, *_INFLATE_ERRORS) as exc:
         yield ScanError(path, f"image cannot be read: {type(exc).__name__}: {exc}", None, "inputs.images", type(exc).__name__)
     finally:
         source.close()

@@ -10,6 +10,10 @@ from mlsec.inputs.events import Anomaly, MemberData, printable, unsafe_name
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError
 
+# What Python's tarfile raises on a malformed archive: its own errors, and (found by fuzzing) IndexError from a
+# short sparse header, OverflowError from a pax length past ssize_t, ValueError (UnicodeDecodeError) from names.
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, IndexError, OverflowError)
+
 
 def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | ScanError]:
     where = blob.member_name
@@ -20,7 +24,7 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
     with blob.open() as fh:
         try:
             tf = tarfile.open(fileobj=fh, mode="r:", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 - closed with the stream
-        except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as exc:  # pax headers that are not UTF-8
+        except TAR_ERRORS as exc:
             yield ScanError(blob.path, f"unreadable tar: {exc}", where, "inputs.tar", type(exc).__name__)
             return
         count = 0
@@ -74,7 +78,7 @@ def members(blob: Blob, limits: ScanLimits) -> Iterator[MemberData | Anomaly | S
                         "EOFError",
                     )
                 yield MemberData(name, data)
-        except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as exc:  # pax headers that are not UTF-8
+        except TAR_ERRORS as exc:
             yield ScanError(
                 blob.path, f"tar stops being readable after {count} members: {exc}", where, "inputs.tar", type(exc).__name__
             )
