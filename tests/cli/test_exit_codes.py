@@ -116,3 +116,21 @@ def test_rules_list_and_show() -> None:
     missing = _mlsec("rules", "show", "MLSEC-NOPE-001")
     assert missing.returncode == 2
     assert "unknown rule id" in missing.stderr
+
+
+def test_an_output_to_a_device_or_fifo_is_written_into_never_replaced(tmp_path: Path) -> None:
+    """`-o json=/dev/null` once replaced /dev/null with a regular file (run as root, the rename succeeds).
+    A FIFO stands in for the device here: the report must arrive through it, and it must stay a FIFO."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = _mlsec("scan", fixture("models/benign/sklearn_pipeline.pkl"), "-o", f"json={fifo}")
+    reader.join(timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(received[0])["summary"]["artifacts"] == 1
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
