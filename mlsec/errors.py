@@ -61,3 +61,7 @@ class RuleError(MlsecError):
 
 class OutputError(MlsecError):
     """An output cannot be produced or written."""
+
+
+class UsageError(MlsecError):
+    """A request that cannot be carried out as given (an option whose extra is not installed, an unknown name)."""

@@ -13,6 +13,7 @@ the component's purl (`pkg:huggingface/ORG/NAME@REV`).
 from __future__ import annotations
 
 import configparser
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -34,17 +35,57 @@ def facts_for(path: str) -> dict[str, JSONScalar]:
     if snapshot:
         kind = "" if snapshot.group(1) == "models" else snapshot.group(1) + "/"
         return {"hf_repository": f"{kind}{snapshot.group(2)}/{snapshot.group(3)}", "hf_revision": snapshot.group(4)}
-    file = Path(path)
-    local_dir = _local_dir_revision(file)
+    folder = _resolved(os.path.dirname(path) or ".")
+    local_dir = _local_dir_revision(Path(path), folder)
     if local_dir:
         return {"hf_revision": local_dir}
-    return dict(_git_facts(str(file.parent.resolve())))
+    return dict(_git_facts(_nearest(folder, ".git")))
 
 
-def _local_dir_revision(file: Path) -> str | None:
-    root = _download_root(str(file.parent.resolve()))
-    if root is None:
+def forget() -> None:
+    """Drop what was learned about folders (a scan starts afresh: a checkout may have moved HEAD since)."""
+    for cached in (_resolved, _git_facts):
+        cached.cache_clear()
+    _NEAREST.clear()
+
+
+@lru_cache(maxsize=65536)
+def _resolved(folder: str) -> str:
+    return str(Path(folder).resolve())
+
+
+_NEAREST: dict[tuple[str, str], tuple[str, int] | None] = {}
+
+
+def _nearest(folder: str, marker: str) -> tuple[str, int] | None:
+    """The nearest folder at or above `folder` (resolved, at most _MAX_CLIMB levels up) holding the directory
+    `marker`, not through a link, and how many levels up it is. Every folder climbed through remembers its
+    answer, so a tree of any shape costs one check per directory."""
+    chain: list[str] = []
+    current = folder
+    while (current, marker) not in _NEAREST:
+        candidate = os.path.join(current, marker)
+        if os.path.isdir(candidate) and not os.path.islink(candidate):
+            _NEAREST[current, marker] = (current, 0)
+            break
+        parent = os.path.dirname(current)
+        if parent == current:  # the root, without the marker
+            _NEAREST[current, marker] = None
+            break
+        chain.append(current)
+        current = parent
+    found = _NEAREST[current, marker]
+    for below, path in enumerate(reversed(chain), start=1):
+        _NEAREST[path, marker] = (found[0], found[1] + below) if found else None
+    answer = _NEAREST.get((folder, marker))
+    return answer if answer and answer[1] < _MAX_CLIMB else None
+
+
+def _local_dir_revision(file: Path, folder: str) -> str | None:
+    found = _nearest(folder, os.path.join(".cache", "huggingface", "download"))
+    if found is None:
         return None
+    root = found[0]
     try:
         relative = file.resolve().relative_to(root)
     except ValueError:
@@ -57,22 +98,9 @@ def _local_dir_revision(file: Path) -> str | None:
 
 
 @lru_cache(maxsize=256)
-def _download_root(folder: str) -> str | None:
-    """The nearest folder at or above `folder` that `hf download --local-dir` wrote (cached per folder)."""
-    for root in [Path(folder), *Path(folder).parents][:_MAX_CLIMB]:
-        if (root / ".cache" / "huggingface" / "download").is_dir():
-            return str(root)
-    return None
-
-
-@lru_cache(maxsize=256)
-def _git_facts(folder: str) -> tuple[tuple[str, JSONScalar], ...]:
-    """The enclosing git clone's origin and HEAD commit (cached per folder: one lookup per directory)."""
-    for root in [Path(folder), *Path(folder).parents][:_MAX_CLIMB]:
-        git = root / ".git"
-        if git.is_dir() and not git.is_symlink():
-            return tuple(_read_git(git).items())
-    return ()
+def _git_facts(found: tuple[str, int] | None) -> tuple[tuple[str, JSONScalar], ...]:
+    """The enclosing git clone's origin and HEAD commit (cached per clone)."""
+    return tuple(_read_git(Path(found[0], ".git")).items()) if found else ()
 
 
 def _read_git(git: Path) -> dict[str, JSONScalar]:

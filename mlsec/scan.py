@@ -1,30 +1,41 @@
-"""scan(): walk the inputs, hand every blob to its scanners, and assemble the ScanReport."""
+"""scan(): plan the units of work under the inputs, run them (here, in a process pool, or on Ray), take
+unchanged ones from the result cache, and assemble the ScanReport in walk order."""
 
 from __future__ import annotations
 
-import logging
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlsec import __version__, formats, inputs, provenance
-from mlsec.artifacts import Artifact, ArtifactKind, Blob
-from mlsec.deadline import ScanTimeout, deadline
+from mlsec import __version__, inputs, provenance
+from mlsec.cache import ResultCache
 from mlsec.dependencies.vulndb import default_path as default_vulndb
-from mlsec.errors import LimitExceeded, MlsecError
-from mlsec.findings import Evidence, Finding, JSONScalar, Location
-from mlsec.inputs.events import Anomaly
+from mlsec.executors import Executor, InProcess, ProcessPool, Ray, cpu_count, executor_for, main_importable
+from mlsec.findings import Evidence, Finding, Location
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, ScanReport, Skipped
 from mlsec.rules import RuleSet, load_ruleset
-from mlsec.scanners import ScanContext, Scanner, scanners_for
+from mlsec.scan_unit import Collected, ScanSettings, consume
 from mlsec.scanners.modelscan_bridge import SOURCE_PREFIX as SECOND_ENGINE
 
-log = logging.getLogger(__name__)
+# Below these, a pool costs more to start than it saves: the scan stays in this process (unless jobs is set).
+SMALL_SCAN_UNITS = 24
+SMALL_SCAN_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a scan is: units (files and image directories) and their bytes; `cached` came from the cache."""
+
+    done: int
+    total: int
+    bytes_done: int
+    bytes_total: int
+    cached: int
+    executor: str
 
 
 def scan(
@@ -38,27 +49,68 @@ def scan(
     image_options: ImageOptions | None = None,
     reference: str | Path | None = None,
     label_column: str | None = None,
+    jobs: int | None = None,
+    executor: str | None = None,
+    cache: ResultCache | None = None,
+    paranoid: bool = False,
+    progress: Callable[[Progress], None] | None = None,
 ) -> ScanReport:
     """Statically scan files, directories and archives. Never executes what it reads.
 
     `vulndb` is the offline OSV database dependencies are checked against (default: the one
     `mlsec db import` stored, if any); `osv_url`, when given, is OSV's online query API, used through
     pip-audit for dependencies when there is no offline database.
+
+    Files are scanned in parallel: `jobs` processes (default: every core, for scans big enough to gain;
+    1: in this process), or Ray tasks with `executor="ray"` or `"ray://HOST:PORT"`. The report is the same
+    whichever runs it. With `cache`, a file whose size, times and inode are unchanged since it was last
+    scanned under the same rules, limits and tool is not read again (`paranoid`: its bytes are re-hashed
+    instead of trusting the file system). `progress` is called as units finish.
     """
-    ruleset = ruleset or load_ruleset()
-    ctx = ScanContext(
-        ruleset,
-        limits or ScanLimits(),
+    settings = ScanSettings(
+        ruleset=ruleset or load_ruleset(),
+        limits=limits or ScanLimits(),
         vulndb_path=Path(vulndb) if vulndb else default_vulndb(),
         osv_url=osv_url,
+        image_options=image_options or ImageOptions(),
         reference_path=Path(reference) if reference else None,
         label_column=label_column,
+        debug=debug,
     )
     started = _now()
-    acc = _Accumulator()
-    for path in paths:
-        _consume(lambda p=path: inputs.walk([p], ctx.limits, image_options), path, ctx, acc, debug)
-    return acc.report(ctx, started, tuple(paths))
+    provenance.forget()
+    items = list(inputs.plan(paths))
+    units = {i: item for i, item in enumerate(items) if isinstance(item, inputs.Unit)}
+    sizes = {i: unit.size for i, unit in units.items()}
+    results: dict[int, Collected] = {}
+    session = cache.session(settings, paranoid=paranoid, jobs=jobs or cpu_count()) if cache and not osv_url else None
+    if session:
+        results.update(session.lookup(units))
+    pending = [i for i in units if i not in results]
+    runner = _executor(executor, jobs, len(pending), sum(sizes[i] for i in pending), debug)
+    counter = _Counter(progress, len(units), sum(sizes.values()), runner.name)
+    counter.add(len(results), sum(sizes[i] for i in results), cached=len(results))
+
+    def done(position: int) -> None:
+        counter.add(1, sizes[pending[position]])
+
+    try:
+        for index, collected in zip(pending, runner.run(settings, [units[i] for i in pending], done), strict=True):
+            results[index] = collected
+            if session:
+                session.store(units[index], collected)
+    finally:
+        if session:
+            session.close()
+    out = Collected()
+    for i, item in enumerate(items):
+        if i in results:
+            out.extend(results[i])
+        elif isinstance(item, Skipped):
+            out.skipped.append(item)
+        elif isinstance(item, ScanError):
+            out.errors.append(item)
+    return _report(out, settings.ruleset, started, tuple(paths))
 
 
 def scan_bytes(
@@ -68,134 +120,53 @@ def scan_bytes(
 
     For bytes that never touch the disk: an artifact store's stream, a fuzzer's input. Never executes them.
     """
-    ctx = ScanContext(ruleset or load_ruleset(), limits or ScanLimits())
+    settings = ScanSettings(ruleset or load_ruleset(), limits or ScanLimits())
     started = _now()
-    acc = _Accumulator()
-    _consume(lambda: inputs.walk_bytes(name, data, ctx.limits), name, ctx, acc, debug)
-    return acc.report(ctx, started, (name,))
+    out = Collected()
+    consume(lambda: inputs.walk_bytes(name, data, settings.limits), name, settings.context(), out, debug)
+    return _report(out, settings.ruleset, started, (name,))
 
 
-@dataclass
-class _Accumulator:
-    artifacts: list[Artifact] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    errors: list[ScanError] = field(default_factory=list)
-
-    def report(self, ctx: ScanContext, started: str, targets: tuple[str, ...]) -> ScanReport:
-        ruleset = ctx.ruleset
-        findings = self.findings + [
-            _limit_finding(e, ruleset) for e in self.errors if e.error_type == "LimitExceeded" and e.scanner != "inputs"
-        ]
-        findings = _corroborate(findings)
-        findings.sort(key=Finding.sort_key)
-        return ScanReport(
-            tool_version=__version__,
-            rules_digest=ruleset.digest,
-            started_at=started,
-            finished_at=_now(),
-            targets=targets,
-            artifacts=tuple(self.artifacts),
-            findings=tuple(findings),
-            skipped=tuple(self.skipped),
-            errors=tuple(self.errors),
-        )
+def _executor(spec: str | None, jobs: int | None, units: int, size: int, debug: bool) -> Executor:
+    chosen = executor_for(spec, jobs)  # an unknown name is an error even when nothing is left to scan
+    if debug or units == 0 or (units == 1 and not isinstance(chosen, Ray)):
+        return InProcess()  # --debug re-raises scanner errors, which needs them in this process
+    if spec is None and jobs is None:  # automatic: a pool only where it pays
+        small = units < SMALL_SCAN_UNITS and size < SMALL_SCAN_BYTES
+        return InProcess() if small or cpu_count() == 1 or not main_importable() else ProcessPool(cpu_count())
+    return chosen
 
 
-def _consume(events: Callable[[], Iterator[inputs.Event]], path: str, ctx: ScanContext, acc: _Accumulator, debug: bool) -> None:
-    """Hand every event of one input to its place in `acc`; a reader's unexpected failure ends that input only."""
-    try:
-        for event in events():
-            if isinstance(event, Blob):
-                _scan_blob(event, ctx, acc.artifacts, acc.findings, acc.skipped, acc.errors, debug)
-            elif isinstance(event, Anomaly):
-                acc.findings.append(_anomaly(event, ctx.ruleset))
-                limit = ctx.ruleset.rule(event.rule_id).limit
-                if limit:  # members past an archive limit were not read: the scan is incomplete
-                    acc.errors.append(
-                        ScanError(event.path, f"{limit} reached: {event.summary}", event.member, "inputs", "LimitExceeded")
-                    )
-            elif isinstance(event, Skipped):
-                acc.skipped.append(event)
-            else:
-                acc.errors.append(event)
-    except Exception as exc:
-        if debug:
-            raise
-        log.debug("reading %s failed", path, exc_info=True)
-        acc.errors.append(ScanError(path, f"reading stopped: {exc}", None, "inputs", type(exc).__name__))
+class _Counter:
+    def __init__(self, callback: Callable[[Progress], None] | None, total: int, bytes_total: int, executor: str) -> None:
+        self.callback, self.executor = callback, executor
+        self.done = self.bytes_done = self.cached = 0
+        self.total, self.bytes_total = total, bytes_total
+
+    def add(self, units: int, size: int, *, cached: int = 0) -> None:
+        self.done += units
+        self.bytes_done += size
+        self.cached += cached
+        if self.callback:
+            self.callback(Progress(self.done, self.total, self.bytes_done, self.bytes_total, self.cached, self.executor))
 
 
-def _scan_blob(
-    blob: Blob,
-    ctx: ScanContext,
-    artifacts: list[Artifact],
-    findings: list[Finding],
-    skipped: list[Skipped],
-    errors: list[ScanError],
-    debug: bool,
-) -> None:
-    chosen = scanners_for(blob.format)
-    container = blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED or blob.format in formats.IMAGES
-    if not chosen and not container and not blob.member:
-        skipped.append(Skipped(blob.path, _skip_reason(blob, ctx.ruleset)))
-    scanner: Scanner | None = None
-    try:
-        with deadline(ctx.limits.max_seconds):
-            for scanner in chosen:
-                _run_scanner(scanner, blob, ctx, findings, errors, debug)
-    except ScanTimeout:
-        name = scanner.name if scanner else None
-        reason = f"scanners stopped after {ctx.limits.max_seconds:g} s (max_seconds); findings so far are kept"
-        errors.append(ScanError(blob.path, reason, blob.member_name, name, "LimitExceeded"))
-    if not blob.member or chosen or container:
-        artifacts.append(_artifact(blob, {**provenance.facts_for(blob.path), **ctx.facts_of(blob)}))
-    for extra in ctx.take_extra():
-        (artifacts if isinstance(extra, Artifact) else skipped).append(extra)
-
-
-def _run_scanner(
-    scanner: Scanner, blob: Blob, ctx: ScanContext, findings: list[Finding], errors: list[ScanError], debug: bool
-) -> None:
-    started = time.perf_counter()
-    try:
-        for finding in scanner.scan(blob, ctx):
-            findings.append(finding)
-    except MlsecError as exc:
-        if debug:
-            raise
-        kind = "LimitExceeded" if isinstance(exc, LimitExceeded) else type(exc).__name__
-        errors.append(ScanError(blob.path, exc.message, blob.member_name, scanner.name, kind))
-    except Exception as exc:
-        if debug:
-            raise
-        log.debug("scanner %s failed on %s", scanner.name, blob.display, exc_info=True)
-        errors.append(ScanError(blob.path, f"{type(exc).__name__}: {exc}", blob.member_name, scanner.name, type(exc).__name__))
-    log.debug("%s scanned %s in %.3fs", scanner.name, blob.display, time.perf_counter() - started)
-
-
-def _artifact(blob: Blob, facts: dict[str, JSONScalar]) -> Artifact:
-    if blob.format in formats.MODEL_FORMATS:
-        kind = ArtifactKind.MODEL
-    elif blob.format in formats.DATASET_FORMATS:
-        kind = ArtifactKind.DATASET
-    elif blob.format in formats.MANIFEST_FORMATS:
-        kind = ArtifactKind.DEPENDENCIES
-    elif blob.format in formats.IMAGES:
-        kind = ArtifactKind.IMAGE
-    elif blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED:
-        kind = ArtifactKind.ARCHIVE
-    else:
-        kind = ArtifactKind.OTHER
-    return Artifact(
-        path=blob.path,
-        member=blob.member_name,
-        kind=kind,
-        format=blob.format,
-        sha256=blob.sha256,
-        size=blob.size,
-        parent_sha256=blob.parent_sha256,
-        facts=facts,
+def _report(out: Collected, ruleset: RuleSet, started: str, targets: tuple[str, ...]) -> ScanReport:
+    findings = out.findings + [
+        _limit_finding(e, ruleset) for e in out.errors if e.error_type == "LimitExceeded" and e.scanner != "inputs"
+    ]
+    findings = _corroborate(findings)
+    findings.sort(key=Finding.sort_key)
+    return ScanReport(
+        tool_version=__version__,
+        rules_digest=ruleset.digest,
+        started_at=started,
+        finished_at=_now(),
+        targets=targets,
+        artifacts=tuple(out.artifacts),
+        findings=tuple(findings),
+        skipped=tuple(out.skipped),
+        errors=tuple(out.errors),
     )
 
 
@@ -214,26 +185,6 @@ def _corroborate(findings: list[Finding]) -> list[Finding]:
         for f in own
     ]
     return merged + [f for f in second if (f.rule_id, f.location.path) not in covered]
-
-
-def _skip_reason(blob: Blob, ruleset: RuleSet) -> str:
-    """Why nothing read this file: a known format mlsec cannot inspect (rules/formats.toml), or an unknown one."""
-    known: dict[str, str] = ruleset.lists.get("unsupported_formats", {})
-    name = blob.path.lower()
-    reason = known.get(blob.format) or next((why for suffix, why in known.items() if name.endswith(suffix)), None)
-    return reason or f"no scanner for format {blob.format!r}"
-
-
-def _anomaly(event: Anomaly, ruleset: RuleSet) -> Finding:
-    rule = ruleset.rule(event.rule_id)
-    return Finding(
-        rule_id=rule.id,
-        severity=rule.severity,
-        message=f"{rule.title}: {event.summary}",
-        location=Location(path=event.path, member=event.member),
-        evidence=Evidence(summary=event.summary, facts=dict(event.facts), source="mlsec inputs"),
-        artifact_sha256=event.artifact_sha256,
-    )
 
 
 def _limit_finding(error: ScanError, ruleset: RuleSet) -> Finding:

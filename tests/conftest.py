@@ -23,11 +23,17 @@ def fixture(rel: str) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def no_user_vulndb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Tests never see a vulnerability database the machine's user imported, nor write to the user's
-    audit ledger: each names its own."""
+    audit ledger or result cache: each names its own."""
     old = os.environ.get("MLSEC_VULNDB")
     old_ledger = os.environ.pop("MLSEC_LEDGER", None)
+    old_cache = os.environ.get("MLSEC_CACHE_DIR")
     os.environ["MLSEC_VULNDB"] = str(tmp_path_factory.mktemp("no-vulndb") / "absent.sqlite")
+    os.environ["MLSEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("result-cache"))  # the CLI's cache, this session's own
     yield
+    if old_cache is None:
+        os.environ.pop("MLSEC_CACHE_DIR", None)
+    else:
+        os.environ["MLSEC_CACHE_DIR"] = old_cache
     if old is None:
         os.environ.pop("MLSEC_VULNDB", None)
     else:

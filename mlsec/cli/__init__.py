@@ -11,6 +11,7 @@ import click
 from mlsec import __version__
 from mlsec.cli.audit import audit_group
 from mlsec.cli.bom import bom_command
+from mlsec.cli.cache import cache_group
 from mlsec.cli.db import db_group
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.gate import gate_command
@@ -21,7 +22,7 @@ from mlsec.cli.run import init_command, run_command
 from mlsec.cli.scan import scan_command
 from mlsec.cli.serve import serve_command
 from mlsec.cli.sign import keygen_command, sign_command, verify_command
-from mlsec.errors import MlsecError, OutputError, RuleError
+from mlsec.errors import MlsecError, OutputError, RuleError, UsageError
 from mlsec.pipeline.config import ConfigError
 
 
@@ -35,7 +36,7 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"mlsec: error: {exc.diagnostics()}", err=True)
-            code = ExitCode.USAGE if isinstance(exc, (RuleError, OutputError, ConfigError)) else ExitCode.INCOMPLETE
+            code = ExitCode.USAGE if isinstance(exc, (RuleError, OutputError, ConfigError, UsageError)) else ExitCode.INCOMPLETE
             ctx.exit(int(code))
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
@@ -66,6 +67,7 @@ main.add_command(gate_command)
 main.add_command(policy_group)
 main.add_command(serve_command)
 main.add_command(db_group)
+main.add_command(cache_group)
 main.add_command(bom_command)
 main.add_command(keygen_command)
 main.add_command(sign_command)

@@ -87,6 +87,47 @@ def gate_options(func):  # noqa: ANN001, ANN201 - a click decorator stack
     return func
 
 
+def scale_options(func):  # noqa: ANN001, ANN201 - a click decorator stack
+    """--jobs, --executor, --no-cache, --paranoid and --progress: how a scan runs, never what it finds."""
+    for option in reversed(
+        (
+            click.option(
+                "-j",
+                "--jobs",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Worker processes (default: every core, for scans big enough to gain; 1: in this process).",
+            ),
+            click.option(
+                "--executor",
+                metavar="process|in-process|ray|ray://HOST:PORT",
+                default=None,
+                help="Where files are scanned: this machine (default) or Ray tasks (the ray extra; docs/scale.md).",
+            ),
+            click.option(
+                "--no-cache",
+                is_flag=True,
+                envvar="MLSEC_NO_CACHE",
+                help="Scan every file again and store nothing (the result cache is in $MLSEC_CACHE_DIR or ~/.cache/mlsec).",
+            ),
+            click.option(
+                "--paranoid",
+                is_flag=True,
+                help="Re-hash every file instead of trusting its size, times and inode before reusing a cached result.",
+            ),
+            click.option(
+                "--progress",
+                type=click.Choice(["auto", "bar", "lines", "none"]),
+                default="auto",
+                show_default=True,
+                help="Progress on standard error: a bar on a terminal, a line every 10 s elsewhere (CI logs).",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
+
+
 ledger_option = click.option(
     "--ledger",
     "ledger_path",

@@ -10,8 +10,18 @@ from typing import Any
 import click
 
 from mlsec.audit_records import record_gate, record_scan
+from mlsec.cache import ResultCache
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import fail_on_option, gate_options, ledger_entries, ledger_option, record, rules_option
+from mlsec.cli.options import (
+    fail_on_option,
+    gate_options,
+    ledger_entries,
+    ledger_option,
+    record,
+    rules_option,
+    scale_options,
+)
+from mlsec.cli.progress import reporter
 from mlsec.cli.writing import write_atomic
 from mlsec.findings import Severity
 from mlsec.inputs.images import ImageOptions
@@ -91,6 +101,7 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
     is_flag=True,
     help="Decide with the Rego gates too; the exit code is then the gate's (0 allowed, 1 denied).",
 )
+@scale_options
 @gate_options
 @ledger_option
 @click.option(
@@ -118,6 +129,11 @@ def scan_command(
     run_gate: bool,
     gate_outputs: tuple[str, ...],
     ledger_path: str | None,
+    jobs: int | None,
+    executor: str | None,
+    no_cache: bool,
+    paranoid: bool,
+    progress: str,
     **gate_opts: Any,
 ) -> None:
     """Statically scan model files, archives and directories. Never executes them."""
@@ -130,17 +146,23 @@ def scan_command(
         limits = limits.with_overrides(limit_pairs)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--limit") from None
-    report = scan(
-        list(paths),
-        ruleset=ruleset,
-        limits=limits,
-        debug=ctx.obj.get("debug", False),
-        vulndb=vulndb,
-        osv_url=osv_url,
-        image_options=ImageOptions(platform=image_platform, all_layers=all_layers),
-        reference=reference,
-        label_column=label_column,
-    )
+    with reporter(progress) as on_progress:
+        report = scan(
+            list(paths),
+            ruleset=ruleset,
+            limits=limits,
+            debug=ctx.obj.get("debug", False),
+            vulndb=vulndb,
+            osv_url=osv_url,
+            image_options=ImageOptions(platform=image_platform, all_layers=all_layers),
+            reference=reference,
+            label_column=label_column,
+            jobs=jobs,
+            executor=executor,
+            cache=None if no_cache else ResultCache(),
+            paranoid=paranoid,
+            progress=on_progress,
+        )
     for fmt, target in wanted:
         if fmt != "html":  # the compliance report comes last: it shows the decision and the ledger
             write_output(target, FORMATS[fmt](report, ruleset), paths)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from io import BytesIO
 from pathlib import Path
@@ -28,6 +30,7 @@ from mlsec.report import ScanError, Skipped
 
 Event = Blob | Anomaly | Skipped | ScanError
 _CHUNK = 1 << 20
+_READ_WHOLE = 1 << 20  # files up to this size are read into memory once; larger ones are streamed
 _READERS: dict[str, Callable[[Blob, ScanLimits], Iterator[MemberData | Anomaly | ScanError]]] = {
     **{fmt: zip_reader.members for fmt in ("zip", "pytorch-zip", "numpy-npz", "keras-v3")},
     "tar": tar.members,
@@ -36,23 +39,50 @@ _READERS: dict[str, Callable[[Blob, ScanLimits], Iterator[MemberData | Anomaly |
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One independent piece of work of a scan: a regular file (and its members), or an OCI layout directory.
+
+    Units share nothing, so any process can expand one (mlsec/executors.py); `walk()` is `plan()` with
+    every unit expanded in order."""
+
+    path: str
+    kind: str = "file"  # "file" or "image" (an OCI layout directory)
+    size: int = 0  # bytes, as the walk found them (0 for an image directory): executors balance work by it
+
+    def events(self, limits: ScanLimits, options: images.ImageOptions | None = None) -> Iterator[Event]:
+        options = options or images.ImageOptions()
+        if self.kind == "image":
+            return _image(self.path, limits, options)
+        return _file(self.path, limits, options)
+
+
 def walk(paths: Sequence[str], limits: ScanLimits, image_options: images.ImageOptions | None = None) -> Iterator[Event]:
     """Every file under `paths` (in the order given, directories sorted) and every archive member.
 
     Container images (docker save and OCI archives, OCI layout directories) are read as images:
     their final file system, layer by layer (inputs/images.py).
     """
-    options = image_options or images.ImageOptions()
+    for item in plan(paths):
+        if isinstance(item, Unit):
+            yield from item.events(limits, image_options)
+        else:
+            yield item
+
+
+def plan(paths: Sequence[str]) -> Iterator[Unit | Skipped | ScanError]:
+    """The units of work under `paths`, in walk order, without reading a byte of them; plus a Skipped or
+    ScanError for every path that is not read at all (links, devices, missing files)."""
     for given in paths:
         path = Path(given)
         if path.is_symlink():
             yield Skipped(given, "symbolic link not followed; name its target instead")
         elif path.is_dir() and images.is_image(given):
-            yield from _image(given, limits, options)
+            yield Unit(given, "image")
         elif path.is_dir():
-            yield from _walk_dir(given, limits, options, links_into=_hf_blobs_of(path))
+            yield from _walk_dir(given, links_into=_hf_blobs_of(path))
         elif path.is_file():
-            yield from _file(given, limits, options)
+            yield Unit(given, size=path.stat().st_size)
         elif path.exists():
             yield Skipped(given, "not a regular file (device, FIFO or socket)")
         else:
@@ -73,9 +103,7 @@ def walk_bytes(name: str, data: bytes, limits: ScanLimits) -> Iterator[Event]:
     yield from _expand(blob, limits, total=[0])
 
 
-def _walk_dir(
-    root: str, limits: ScanLimits, options: images.ImageOptions, *, links_into: str | None = None, seen: set[str] | None = None
-) -> Iterator[Event]:
+def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None = None) -> Iterator[Unit | Skipped]:
     """Files under `root`, sorted. Symbolic links are not followed, except (with `links_into`) file links
     whose target resolves inside that directory: a Hugging Face cache's snapshots link into its blobs/.
     Files whose real path is in `seen` were already scanned under another name."""
@@ -88,23 +116,33 @@ def _walk_dir(
                 yield Skipped(sub, "symbolic link not followed")
             elif images.is_image(sub):  # an OCI layout directory is one image, not a heap of blobs
                 dirnames.remove(d)
-                yield from _image(sub, limits, options)
+                yield Unit(sub, "image")
             elif _HF_CACHE_REPO.match(d) and os.path.isdir(os.path.join(sub, "snapshots")):
                 dirnames.remove(d)
-                yield from _hf_cache_repo(sub, limits, options)
+                yield from _hf_cache_repo(sub)
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
-            real = os.path.realpath(full)
+            link = os.path.islink(full)
+            real = os.path.realpath(full) if link or seen is not None else full
             if seen is not None and links_into is None and real in seen:
                 continue
-            if os.path.islink(full) and not (links_into and real.startswith(links_into + os.sep) and os.path.isfile(real)):
+            if link and not (links_into and real.startswith(links_into + os.sep) and os.path.isfile(real)):
                 yield Skipped(printable(full), "symbolic link not followed")
-            elif os.path.isfile(full):
+            elif (size := _regular_size(full)) is not None:
                 if seen is not None:
                     seen.add(real)
-                yield from _file(full, limits, options)
+                yield Unit(full, size=size)
             else:
                 yield Skipped(printable(full), "not a regular file (device, FIFO or socket)")
+
+
+def _regular_size(path: str) -> int | None:
+    """The size of a regular file (links followed), None for anything else or what cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 _HF_CACHE_REPO = re.compile(r"^(models|datasets|spaces)--.+")
@@ -122,22 +160,22 @@ def _hf_blobs_of(path: Path) -> str | None:
     return str(blobs) if blobs.is_dir() else None
 
 
-def _hf_cache_repo(repo: str, limits: ScanLimits, options: images.ImageOptions) -> Iterator[Event]:
+def _hf_cache_repo(repo: str) -> Iterator[Unit | Skipped]:
     """A Hugging Face cache folder (`models--ORG--NAME`): each snapshot's files under their own names
     (their links into blobs/ followed, and only those), then whatever no snapshot names."""
     blobs = os.path.realpath(os.path.join(repo, "blobs"))
     seen: set[str] = set()
-    yield from _walk_dir(os.path.join(repo, "snapshots"), limits, options, links_into=blobs, seen=seen)
+    yield from _walk_dir(os.path.join(repo, "snapshots"), links_into=blobs, seen=seen)
     for rest in sorted(os.listdir(repo)):
         full = os.path.join(repo, rest)
         if rest == "snapshots":
             continue
         if os.path.isdir(full) and not os.path.islink(full):
-            yield from _walk_dir(full, limits, options, seen=seen)
+            yield from _walk_dir(full, seen=seen)
         elif os.path.islink(full):
             yield Skipped(full, "symbolic link not followed")
-        elif os.path.isfile(full):
-            yield from _file(full, limits, options)
+        elif (size := _regular_size(full)) is not None:
+            yield Unit(full, size=size)
 
 
 def _image(path: str, limits: ScanLimits, options: images.ImageOptions, blob: Blob | None = None) -> Iterator[Event]:
@@ -165,11 +203,14 @@ def _file(path: str, limits: ScanLimits, options: images.ImageOptions) -> Iterat
             )
             return
         with open(path, "rb") as fh:
-            head = fh.read(4096)
-            if size:
+            if size <= _READ_WHOLE:  # small: read once, hashed and scanned from memory
+                data: bytes | None = fh.read(_READ_WHOLE + 1)
+                head, last, size = data[:4096], data[-1:], len(data)
+            else:
+                data, head = None, fh.read(4096)
                 fh.seek(size - 1)
-            last = fh.read(1) if size else b""
-        digest = _hash_file(path)
+                last = fh.read(1)
+        digest = hashlib.sha256(data).hexdigest() if data is not None else hash_file(path)
     except OSError as exc:
         yield ScanError(shown, f"cannot read: {exc.strerror or exc}", error_type=type(exc).__name__)
         return
@@ -188,7 +229,7 @@ def _file(path: str, limits: ScanLimits, options: images.ImageOptions) -> Iterat
             path, limits, options, Blob(path=path, member=(), format="oci-image", size=size, sha256=digest, opener=opener)
         )
         return
-    blob = Blob(path=shown, member=(), format=fmt, size=size, sha256=digest, opener=opener)
+    blob = Blob(path=shown, member=(), format=fmt, size=size, sha256=digest, data=data, opener=opener)
     yield blob
     yield from _expand(blob, limits, total=[0])
 
@@ -197,7 +238,8 @@ def _open_binary(path: str) -> BinaryIO:
     return open(path, "rb")  # noqa: SIM115 - the caller closes it
 
 
-def _hash_file(path: str) -> str:
+def hash_file(path: str) -> str:
+    """The sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)

@@ -25,6 +25,7 @@ class ScanContext:
     _facts: dict[tuple[str, tuple[str, ...]], dict[str, JSONScalar]] = field(default_factory=dict, repr=False)
     _extra: list[Artifact | Skipped] = field(default_factory=list, repr=False)
     _open: dict[str, Any] = field(default_factory=dict, repr=False)
+    _beside: list[str] = field(default_factory=list, repr=False)
 
     def add_artifact(self, artifact: Artifact) -> None:
         """Report an artifact that is not a blob of its own (a dependency a manifest names)."""
@@ -37,6 +38,15 @@ class ScanContext:
     def take_extra(self) -> list[Artifact | Skipped]:
         extra, self._extra[:] = list(self._extra), []
         return extra
+
+    def read_beside(self, blob: Blob, path: str | Path) -> None:
+        """Say that `blob`'s findings depend on another file (a module config.json names, ONNX external data,
+        an included requirements file): its result is then never taken from the result cache."""
+        self._beside.append(f"{blob.display}: {path}")
+
+    def take_beside(self) -> list[str]:
+        beside, self._beside[:] = list(self._beside), []
+        return beside
 
     def resource(self, key: str, opener: Callable[[], Any]) -> Any:
         """A value opened once per scan (a database connection), shared by every blob."""

@@ -34,6 +34,8 @@ class DependencyScanner:
             text = fh.read().decode("utf-8", "replace")
         from mlsec.dependencies.manifests import parse  # noqa: PLC0415 - yaml and packaging load only when needed
 
+        if not blob.member and any(flag in text for flag in ("-r", "-c", "--requirement", "--constraint")):
+            ctx.read_beside(blob, "included requirement files")
         try:
             manifest = parse(blob.format, text, blob.path, on_disk=not blob.member)
         except ValueError as exc:  # TOML, JSON and YAML errors are ValueErrors or carry one

@@ -54,6 +54,8 @@ def _auto_map(doc: dict[str, Any], blob: Blob, ctx: ScanContext) -> Iterator[Fin
     remote = sorted({t.split("--")[0] for t in targets if "--" in t})
     summary = f"auto_map loads {', '.join(targets[:4])}" + (f" from other repositories ({', '.join(remote)})" if remote else "")
     present, absent = _code_files(blob, modules)
+    if not blob.member:
+        ctx.read_beside(blob, ", ".join(modules))
     if absent:
         summary += f"; not in this folder, fetched at load time: {', '.join(absent)}"
     yield ctx.finding(

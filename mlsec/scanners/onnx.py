@@ -185,6 +185,8 @@ def _tensor(tensor: Any, where: str, blob: Blob, ctx: ScanContext) -> Iterator[F
     if tensor.data_location == 1:  # TensorProto.EXTERNAL
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         problem = _external_problem(location, blob)
+        if not blob.member:
+            ctx.read_beside(blob, location)
         if problem:
             yield ctx.finding(
                 "MLSEC-ONNX-001",

@@ -1,0 +1,238 @@
+"""The result cache: what a file's scan found, kept so an unchanged file is never scanned twice.
+
+Two tables in one SQLite file (`$MLSEC_CACHE_DIR`, else `$XDG_CACHE_HOME/mlsec`, else `~/.cache/mlsec`):
+
+- `files`: a file's absolute path and its stat fingerprint (device, inode, size, mtime and ctime in
+  nanoseconds) → the sha256 of its bytes when it had that fingerprint. This is the "one stat per file"
+  of a warm re-scan; `paranoid` re-hashes the bytes instead of trusting it.
+- `results`: key → the unit's findings, artifacts and skips as JSON (never pickle: the cache is data).
+  The key is the sha256 of the file's bytes, its path as reported, its provenance facts, and the context
+  that decides a result: the tool's code and library versions, the rules digest, the limits, the
+  vulnerability database's identity, the image options and the dataset reference.
+
+A unit is stored only when it is self-contained and complete: no errors, no scanner read a file beside it
+(ScanContext.read_beside), not an image directory. Concurrent runs share the file safely (WAL, a busy
+timeout, idempotent writes); a damaged cache is set aside with a warning, never a failed scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+from mlsec import __version__, provenance
+from mlsec.inputs import Unit, hash_file
+from mlsec.inputs.events import printable
+from mlsec.report import ScanReport
+from mlsec.scan_unit import Collected, ScanSettings
+
+log = logging.getLogger(__name__)
+CACHE_NAME = "results.sqlite"
+_LIBRARIES = ("fickling", "modelscan", "onnx", "numpy", "pyarrow", "pandas", "h5py", "jinja2", "packaging", "protobuf")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, fingerprint TEXT NOT NULL, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, report TEXT NOT NULL, stored_at REAL NOT NULL);
+"""
+
+
+def default_dir() -> Path:
+    """$MLSEC_CACHE_DIR, else the user's cache directory ($XDG_CACHE_HOME/mlsec or ~/.cache/mlsec)."""
+    if os.environ.get("MLSEC_CACHE_DIR"):
+        return Path(os.environ["MLSEC_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlsec"
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """The scanner version: mlsec's own source files and the versions of the libraries that read formats."""
+    h = hashlib.sha256(__version__.encode())
+    package = Path(__file__).resolve().parent
+    for source in sorted(package.rglob("*.py")):
+        h.update(str(source.relative_to(package)).encode() + b"\0" + source.read_bytes())
+    for name in _LIBRARIES:
+        try:
+            h.update(f"{name}=={importlib.metadata.version(name)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{name} absent".encode())
+    return h.hexdigest()
+
+
+def context_key(settings: ScanSettings) -> str:
+    """Everything besides a file's bytes, path and provenance that decides its scan result."""
+    doc = {
+        "code": code_digest(),
+        "rules": settings.ruleset.digest,
+        "limits": dataclasses.asdict(settings.limits),
+        "vulndb": _identity(settings.vulndb_path),
+        "images": dataclasses.asdict(settings.image_options),
+        "reference": _identity(settings.reference_path),
+        "label_column": settings.label_column,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _identity(path: Path | None) -> list[object] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [str(path), "absent"]
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def fingerprint(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+class ResultCache:
+    """The cache in `directory` (default: default_dir())."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = Path(directory) if directory else default_dir()
+        self.path = self.directory / CACHE_NAME
+
+    def connect(self) -> sqlite3.Connection | None:
+        """A connection, or None (with a warning) when the cache cannot be used; a damaged file is set aside."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                log.warning("result cache %s is busy; scanning without it", self.path)
+                return None
+            aside = self.path.with_name(f"{CACHE_NAME}.damaged-{int(time.time())}")
+            log.warning("result cache %s is damaged (%s); moved to %s and started afresh", self.path, exc, aside.name)
+            self.path.replace(aside)
+            return self._open()
+        except OSError as exc:
+            log.warning("result cache %s cannot be used (%s); scanning without it", self.path, exc)
+            return None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return db
+
+    def session(self, settings: ScanSettings, *, paranoid: bool = False, jobs: int = 1) -> Session | None:
+        db = self.connect()
+        return Session(db, context_key(settings), paranoid=paranoid, jobs=jobs) if db else None
+
+    def stats(self) -> dict[str, int]:
+        """Entries and bytes on disk (for `mlsec cache info`)."""
+        if not self.path.exists():
+            return {"files": 0, "results": 0, "bytes": 0}
+        db = self.connect()
+        if db is None:
+            return {"files": 0, "results": 0, "bytes": 0}
+        with db:
+            files = db.execute("SELECT count(*) FROM files").fetchone()[0]
+            results = db.execute("SELECT count(*) FROM results").fetchone()[0]
+        db.close()
+        size = sum(p.stat().st_size for p in self.directory.glob(f"{CACHE_NAME}*") if p.is_file())
+        return {"files": files, "results": results, "bytes": size}
+
+    def clear(self) -> int:
+        """Remove the cache files; returns how many were removed."""
+        removed = 0
+        for leftover in self.directory.glob(f"{CACHE_NAME}*"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+class Session:
+    """One scan's use of the cache: look units up before the scan, store them as they finish."""
+
+    def __init__(self, db: sqlite3.Connection, context: str, *, paranoid: bool, jobs: int) -> None:
+        self.db, self.context, self.paranoid, self.jobs = db, context, paranoid, jobs
+        self._seen: dict[str, tuple[bytes, str]] = {}  # unit path → (absolute path as bytes, fingerprint) before the scan
+        self._since_commit = time.monotonic()
+        self.db.execute("BEGIN")
+
+    def lookup(self, units: Mapping[int, Unit]) -> dict[int, Collected]:
+        """The units whose result is cached, by index; the rest are remembered for `store`."""
+        files = {i: u for i, u in units.items() if u.kind == "file"}
+        known: dict[int, str] = {}
+        for i, unit in files.items():
+            try:
+                st = os.stat(unit.path)
+            except OSError:
+                continue
+            absolute, print_ = os.fsencode(os.path.abspath(unit.path)), fingerprint(st)
+            self._seen[unit.path] = (absolute, print_)
+            if not self.paranoid:
+                row = self.db.execute("SELECT fingerprint, sha256 FROM files WHERE path = ?", (absolute,)).fetchone()
+                if row and row[0] == print_:
+                    known[i] = row[1]
+        if self.paranoid:
+            with ThreadPoolExecutor(self.jobs) as pool:  # hashlib releases the GIL: this reads at disk speed
+                digests = dict(zip(files, pool.map(_sha256_or_none, [u.path for u in files.values()]), strict=True))
+            known = {i: d for i, d in digests.items() if d}
+        hits = {}
+        for i, digest in known.items():
+            row = self.db.execute("SELECT report FROM results WHERE key = ?", (self._key(files[i], digest),)).fetchone()
+            if row:
+                hit = _decode(row[0])
+                if hit is not None:
+                    hit.sha256 = digest
+                    hits[i] = hit
+        return hits
+
+    def store(self, unit: Unit, collected: Collected) -> None:
+        if unit.kind != "file" or not collected.cacheable or collected.sha256 is None or unit.path not in self._seen:
+            return
+        absolute, print_ = self._seen[unit.path]
+        report = ScanReport("", "", "", "", (), collected.artifacts, collected.findings, collected.skipped, ())
+        try:
+            self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (absolute, print_, collected.sha256))
+            self.db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
+                (self._key(unit, collected.sha256), report.to_json(), time.time()),
+            )
+            if time.monotonic() - self._since_commit > 1.0:  # other runs may write too: hold the lock briefly
+                self.db.execute("COMMIT")
+                self.db.execute("BEGIN")
+                self._since_commit = time.monotonic()
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: UnicodeError, a report that will not serialise
+            log.warning("result cache: could not store %s: %s", unit.path, exc)
+
+    def close(self) -> None:
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.warning("result cache: could not commit: %s", exc)
+        self.db.close()
+
+    def _key(self, unit: Unit, sha256: str) -> str:
+        shown = printable(unit.path)
+        facts = json.dumps(provenance.facts_for(shown), sort_keys=True)
+        return hashlib.sha256(f"{self.context}\0{shown}\0{sha256}\0{facts}".encode()).hexdigest()
+
+
+def _decode(text: str) -> Collected | None:
+    try:
+        report = ScanReport.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("result cache: an entry could not be read (%s); scanning again", exc)
+        return None
+    return Collected(list(report.artifacts), list(report.findings), list(report.skipped), [])
+
+
+def _sha256_or_none(path: str) -> str | None:
+    try:
+        return hash_file(path)
+    except OSError:
+        return None

@@ -1,0 +1,202 @@
+"""Where the units of a scan run: in this process, in a pool of processes (one machine), or as Ray tasks.
+
+`scan()` hands every executor the same thing, settings and units, and gets back one `Collected` per unit
+in the order given; which executor runs is invisible to it. Only paths cross a process or the network
+(workers read the files themselves) and only findings come back.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol
+
+from mlsec.errors import UsageError
+from mlsec.inputs import Unit
+from mlsec.report import ScanError
+from mlsec.scan_unit import Collected, ScanSettings, scan_unit
+
+Done = Callable[[int], None]  # called with a unit's index when it is finished
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]: ...
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class InProcess:
+    name = "in-process"
+
+    def run(self, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]:
+        results = []
+        for index, unit in enumerate(units):
+            results.append(scan_unit(settings, unit))
+            done(index)
+        return results
+
+
+_WORKER_SETTINGS: list[ScanSettings] = []
+
+
+def _init_worker(settings: ScanSettings) -> None:
+    _WORKER_SETTINGS[:] = [settings]
+
+
+class ProcessPool:
+    """A pool of `jobs` worker processes. Workers come from a fork server that has mlsec imported already,
+    so each starts in milliseconds and none inherits the caller's threads or open files.
+
+    A worker that dies (killed for memory, a crash inside a C extension) takes the pool down with the units
+    not finished; those are retried in a fresh pool, then any lost again one at a time, each in a pool of
+    its own, and a unit that kills its worker even alone is reported as an error naming it. Like any multiprocessing user, a script that calls
+    scan() with a pool must guard its top level with `if __name__ == "__main__":`."""
+
+    name = "process pool"
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+
+    def run(self, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]:
+        results: dict[int, Collected] = {}
+        lost = self._round(settings, dict(enumerate(units)), self.jobs, results, done)
+        if lost:  # the units in flight when a worker died: again, in a fresh pool
+            lost = self._round(settings, {i: units[i] for i in lost}, self.jobs, results, done)
+        for index in lost:  # alone, so that one unit's crash cannot take another's result with it
+            if self._round(settings, {index: units[index]}, 1, results, done):
+                error = "its worker process died while scanning it (out of memory, or a crash in native code)"
+                results[index] = Collected(errors=[ScanError(units[index].path, error, None, "executor", "WorkerDied")])
+                done(index)
+        return [results[i] for i in range(len(units))]
+
+    def _round(
+        self, settings: ScanSettings, units: dict[int, Unit], jobs: int, results: dict[int, Collected], done: Done
+    ) -> list[int]:
+        """Scan `units` into `results`; returns the indices lost to a broken pool."""
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["mlsec.scan_unit"])
+        batches = _batches(units, jobs)
+        lost: list[int] = []
+        with ProcessPoolExecutor(min(jobs, len(batches)), context, _init_worker, (settings,)) as pool:
+            try:
+                pending = {pool.submit(_scan_batch_in_worker, [units[i] for i in batch]): batch for batch in batches}
+            except BrokenProcessPool:
+                return sorted(units)
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    batch = pending.pop(future)
+                    try:
+                        collected = future.result()
+                    except BrokenProcessPool:
+                        lost.extend(batch)
+                        continue
+                    for index, result in zip(batch, collected, strict=True):
+                        results[index] = result
+                        done(index)
+        return sorted(lost)
+
+
+BATCH_BYTES = 16 * 1024 * 1024  # small files travel to a worker together, up to this many bytes...
+BATCH_UNITS = 32  # ...or this many files
+
+
+def _batches(units: dict[int, Unit], jobs: int) -> list[list[int]]:
+    """Consecutive units grouped so one round trip carries many small files (a large file goes alone), with
+    at least four batches per worker where there are enough units; the biggest batches go first."""
+    cap = max(1, min(BATCH_UNITS, len(units) // (4 * jobs)))
+    batches: list[list[int]] = []
+    weights: list[int] = []
+    for index, unit in units.items():
+        if batches and len(batches[-1]) < cap and weights[-1] + unit.size <= BATCH_BYTES:
+            batches[-1].append(index)
+            weights[-1] += unit.size
+        else:
+            batches.append([index])
+            weights.append(unit.size)
+    order = sorted(range(len(batches)), key=lambda b: -weights[b])
+    return [batches[b] for b in order]
+
+
+def _scan_batch_in_worker(units: list[Unit]) -> list[Collected]:
+    return [scan_unit(_WORKER_SETTINGS[0], unit) for unit in units]
+
+
+def _scan_batch(settings: ScanSettings, units: list[Unit]) -> list[Collected]:
+    return [scan_unit(settings, unit) for unit in units]
+
+
+class Ray:
+    """Ray tasks, a batch of units each. `address` is `ray://HOST:PORT` (Ray Client), `auto`, or None for the
+    instance this process already joined (`ray.init()` before the scan) or a new local one. Workers must
+    see the same paths (a shared file system) and have mlsec installed; see docs/scale.md."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None, jobs: int) -> None:
+        self.address, self.jobs = address, jobs
+
+    def run(self, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]:
+        try:
+            import ray  # noqa: PLC0415 - the [ray] extra
+        except ImportError:
+            raise UsageError("--executor ray needs Ray: pip install 'mlsec[ray]'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, num_cpus=None if self.address else self.jobs, log_to_driver=False)
+        try:
+            return self._run(ray, settings, units, done)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _run(self, ray: Any, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]:
+        task = ray.remote(num_cpus=1, max_retries=1)(_scan_batch)
+        shared = ray.put(settings)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        size = max(1, min(64, len(units) // (cpus * 4) or 1))
+        batches = [list(range(i, min(i + size, len(units)))) for i in range(0, len(units), size)]
+        refs = {task.remote(shared, [units[i] for i in batch]): batch for batch in batches}
+        results: list[Collected | None] = [None] * len(units)
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            batch = refs.pop(ready[0])
+            try:
+                collected = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - a task that failed twice: its units are errors
+                error = f"ray task failed: {type(exc).__name__}: {exc}"
+                collected = [Collected(errors=[ScanError(units[i].path, error, None, "executor", "RayError")]) for i in batch]
+            for index, result in zip(batch, collected, strict=True):
+                results[index] = result
+                done(index)
+        return [r for r in results if r is not None]
+
+
+def main_importable() -> bool:
+    """Whether worker processes can import the caller's main module as multiprocessing requires (not for
+    code read from standard input)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return path is None or getattr(main, "__spec__", None) is not None or os.path.isfile(path)
+
+
+def executor_for(spec: str | None, jobs: int | None) -> Executor:
+    """`spec` is None (this machine), `process`, `in-process`, `ray`, or `ray://HOST:PORT`; `jobs` the worker
+    count on this machine (default: every core; 1 runs in this process)."""
+    jobs = jobs or cpu_count()
+    if spec is None or spec == "process":
+        return InProcess() if jobs == 1 else ProcessPool(jobs)
+    if spec == "in-process":
+        return InProcess()
+    if spec == "ray" or spec.startswith("ray://"):
+        return Ray(None if spec == "ray" else spec, jobs)
+    raise UsageError(f"unknown executor {spec!r}: use process, in-process, ray or ray://HOST:PORT")

@@ -1,0 +1,261 @@
+"""Scale (issue 12): the process pool, the result cache and Ray give the report a serial scan gives, in order."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing.forkserver
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlsec.cache import CACHE_NAME, ResultCache
+from mlsec.limits import ScanLimits
+from mlsec.report import ScanReport
+from mlsec.scan import Progress, scan
+from tests.conftest import FIXTURES
+
+
+def _body(report: ScanReport) -> dict:
+    doc = report.to_dict()
+    del doc["started_at"], doc["finished_at"]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def serial() -> ScanReport:
+    return scan([str(FIXTURES)], jobs=1)
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    """A copy of the model fixtures, to change files in."""
+    return Path(shutil.copytree(FIXTURES / "models", tmp_path / "models"))
+
+
+def _read_bytes() -> int:
+    """Bytes this process has read through system calls (page-cache hits included): /proc/self/io's rchar."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_the_pool_report_is_the_serial_report(serial: ScanReport) -> None:
+    seen: list[Progress] = []
+    pooled = scan([str(FIXTURES)], jobs=2, progress=seen.append)
+    assert len(serial.artifacts) > 300  # the whole fixture tree, malicious files too
+    assert len(serial.findings) > 200
+    assert _body(pooled) == _body(serial)
+    assert {p.executor for p in seen} == {"process pool"}
+    assert seen[-1].done == seen[-1].total > 300
+    assert seen[-1].bytes_done == seen[-1].bytes_total
+
+
+def test_a_killed_worker_costs_no_result(models: Path) -> None:
+    """SIGKILL one worker as the first unit finishes: the units it took down are scanned again, in order."""
+    expected = scan([str(models)], jobs=1)
+    killed: list[int] = []
+
+    def kill_one(progress: Progress) -> None:
+        server = multiprocessing.forkserver._forkserver._forkserver_pid  # noqa: SLF001 - the pool's parent
+        workers = [pid for pid in _children(server) if pid not in killed] if server else []
+        if not killed and workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+
+    pooled = scan([str(models)], jobs=2, progress=kill_one)
+    assert killed, "no worker was found to kill"
+    assert _body(pooled) == _body(expected)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_warm_rescan_reads_no_file_and_reports_the_same(models: Path, tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    np.save(models / "benign" / "weights.npy", np.zeros((2048, 2048), dtype=np.float32))  # 16 MiB of real .npy
+    cache = ResultCache(tmp_path / "cache")
+    size = sum(p.stat().st_size for p in models.rglob("*") if p.is_file())
+    before = _read_bytes()
+    cold = scan([str(models)], jobs=1, cache=cache)
+    cold_read = _read_bytes() - before
+    seen: list[Progress] = []
+    before = _read_bytes()
+    warm = scan([str(models)], jobs=1, cache=cache, progress=seen.append)
+    warm_read = _read_bytes() - before
+    assert _body(warm) == _body(cold)
+    assert cold_read >= size
+    # what it did read: the rules, the cache's own pages, and the few files whose results are never cached
+    assert warm_read < size / 10, f"the warm scan read {warm_read} bytes of a {size}-byte tree"
+    assert seen[-1].cached >= 0.9 * seen[-1].total  # a few (errors, malformed files) are always scanned again
+    assert cache.stats()["results"] == seen[-1].cached
+
+
+def test_a_changed_file_is_scanned_again(models: Path, tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "cache")
+    benign = models / "benign" / "sklearn_pipeline.pkl"
+    scan([str(models)], jobs=1, cache=cache)
+    shutil.copyfile(models / "malicious" / "os_system_protocol2.pkl", benign)  # same path, hostile bytes
+    warm = scan([str(models)], jobs=1, cache=cache)
+    assert any(f.location.path == str(benign) and f.severity.label == "critical" for f in warm.findings)
+
+
+def test_a_touched_file_is_rescanned_unless_paranoid_hashing_finds_it_unchanged(models: Path, tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "cache")
+    touched = models / "benign" / "sklearn_pipeline.pkl"
+    first: list[Progress] = []
+    scan([str(models)], jobs=1, cache=cache, progress=first.append)
+    os.utime(touched, ns=(1, 1))  # times changed, bytes not
+    trusting: list[Progress] = []
+    scan([str(models)], jobs=1, cache=cache, progress=trusting.append)
+    os.utime(touched, ns=(2, 2))
+    paranoid: list[Progress] = []
+    scan([str(models)], jobs=1, cache=cache, paranoid=True, progress=paranoid.append)
+    assert first[-1].cached == 0
+    assert paranoid[-1].cached > 10
+    assert trusting[-1].cached == paranoid[-1].cached - 1  # only the touched file was read again
+
+
+def test_results_are_cached_per_rules_limits_and_tool(models: Path, tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "cache")
+    scan([str(models)], jobs=1, cache=cache)
+    other: list[Progress] = []
+    scan([str(models)], jobs=1, cache=cache, limits=ScanLimits(max_pickle_opcodes=999_999), progress=other.append)
+    assert other[-1].cached == 0
+
+
+def test_a_result_that_depends_on_files_beside_it_is_never_cached(tmp_path: Path) -> None:
+    """config.json's auto_map names Python files; their digests are in the finding, so a change must show."""
+    repo = Path(shutil.copytree(FIXTURES / "huggingface" / "plain-repo", tmp_path / "repo"))
+    config = json.loads((repo / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_tiny.TinyModel"}
+    (repo / "config.json").write_text(json.dumps(config))
+    (repo / "modeling_tiny.py").write_text("class TinyModel: pass\n")
+    cache = ResultCache(tmp_path / "cache")
+
+    def code_facts() -> str:
+        report = scan([str(repo)], jobs=1, cache=cache)
+        return next(f.evidence.facts["python_files"] for f in report.findings if f.rule_id == "MLSEC-HF-001")
+
+    before = code_facts()
+    (repo / "modeling_tiny.py").write_text("import os; os.system('id')\n")
+    after = code_facts()
+    assert before != after
+    assert "modeling_tiny.py (sha256" in after
+
+
+def test_a_damaged_cache_is_set_aside(models: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    (directory / CACHE_NAME).write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.WARNING, logger="mlsec.cache"):
+        report = scan([str(models)], jobs=1, cache=ResultCache(directory))
+    assert report.artifacts
+    assert "damaged" in caplog.text
+    assert list(directory.glob(f"{CACHE_NAME}.damaged-*"))
+    assert ResultCache(directory).stats()["results"] > 0
+
+
+def test_concurrent_runs_share_one_cache(models: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "MLSEC_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "mlsec", "scan", str(models), "-o", "json", "--progress", "none"]
+    runs = [subprocess.Popen([*cmd, "-j", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [1, 1, 1], [err.decode()[-2000:] for _, err in outputs]
+    bodies = [_body(ScanReport.from_json(out.decode())) for out, _ in outputs]
+    assert bodies[0] == bodies[1] == bodies[2]
+    again = subprocess.run([*cmd, "--paranoid"], env=env, capture_output=True, check=False)
+    assert _body(ScanReport.from_json(again.stdout.decode())) == bodies[0]
+
+
+def test_ray_runs_the_same_scan(serial: ScanReport) -> None:
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        seen: list[Progress] = []
+        distributed = scan([str(FIXTURES)], executor="ray", progress=seen.append)
+    finally:
+        ray.shutdown()
+    assert _body(distributed) == _body(serial)
+    assert {p.executor for p in seen} == {"ray"}
+
+
+def test_progress_lines_for_ci_logs(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from mlsec.cli import main
+    from mlsec.cli import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "LINE_EVERY_S", 0.0)
+    result = CliRunner().invoke(main, ["scan", str(models), "-o", "json=" + str(models.parent / "r.json"), "--no-cache"])
+    lines = [line for line in result.stderr.splitlines() if line.startswith("mlsec: scanned ")]
+    total = sum(1 for p in models.rglob("*") if p.is_file())
+    assert len(lines) > total  # one per file, and the closing line
+    assert lines[-1].startswith(f"mlsec: scanned {total}/{total} files")
+    assert "(100%)" in lines[-1]
+
+
+def test_a_progress_bar_on_a_terminal(models: Path) -> None:
+    """On a real pseudo-terminal: rich draws the bar on standard error; standard output keeps the report."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    cmd = [sys.executable, "-m", "mlsec", "scan", str(FIXTURES), "-o", "json=" + str(models.parent / "r.json")]
+    proc = subprocess.Popen(cmd, stderr=follower, stdout=subprocess.DEVNULL, env={**os.environ, "MLSEC_NO_CACHE": "1"})
+    os.close(follower)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        try:
+            chunk = os.read(leader, 65536) if ready else b""
+        except OSError:  # the follower side closed: the command ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=60) == 1
+    assert b"scanning" in seen
+    assert b"\x1b[" in seen  # drawn with terminal control sequences, not plain lines
+    assert b"mlsec: scanned" not in seen
+
+
+def test_an_unknown_executor_is_a_usage_error(models: Path) -> None:
+    from click.testing import CliRunner
+
+    from mlsec.cli import main
+
+    result = CliRunner().invoke(main, ["scan", str(models), "--executor", "spark", "--no-cache"])
+    assert result.exit_code == 2
+    assert "unknown executor 'spark'" in result.stderr
+
+
+def test_cache_info_and_clear(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from mlsec.cli import main
+
+    monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["scan", str(models), "-o", "json=" + str(tmp_path / "r.json")]).exit_code == 1
+    info = runner.invoke(main, ["cache", "info"])
+    stored = ResultCache(tmp_path / "cache").stats()["results"]
+    assert stored > 10
+    assert f"{stored} results for {stored} files" in info.output
+    assert runner.invoke(main, ["cache", "clear"]).exit_code == 0
+    assert ResultCache(tmp_path / "cache").stats()["results"] == 0
