@@ -183,16 +183,27 @@ def test_concurrent_runs_share_one_cache(models: Path, tmp_path: Path) -> None:
     assert _body(ScanReport.from_json(again.stdout.decode())) == bodies[0]
 
 
+_RAY_CHILD = """
+import sys, ray
+from mlsec.scan import scan
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+seen = []
+report = scan([sys.argv[1]], executor="ray", progress=seen.append)
+ray.shutdown()
+assert {p.executor for p in seen} == {"ray"}, seen[:3]
+sys.stdout.write(report.to_json())
+"""
+
+
 def test_ray_runs_the_same_scan(serial: ScanReport) -> None:
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        seen: list[Progress] = []
-        distributed = scan([str(FIXTURES)], executor="ray", progress=seen.append)
-    finally:
-        ray.shutdown()
-    assert _body(distributed) == _body(serial)
-    assert {p.executor for p in seen} == {"ray"}
+    """A local Ray instance (`ray.init(num_cpus=2)`) in a child process of its own: under pytest's captured
+    file descriptors Ray's workers start several times slower."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    child = subprocess.run(
+        [sys.executable, "-c", _RAY_CHILD, str(FIXTURES)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert _body(ScanReport.from_json(child.stdout)) == _body(serial)
 
 
 def test_progress_lines_for_ci_logs(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,3 +270,12 @@ def test_cache_info_and_clear(models: Path, tmp_path: Path, monkeypatch: pytest.
     assert f"{stored} results for {stored} files" in info.output
     assert runner.invoke(main, ["cache", "clear"]).exit_code == 0
     assert ResultCache(tmp_path / "cache").stats()["results"] == 0
+
+
+def test_the_cli_starts_and_stops_its_own_ray_instance(models: Path) -> None:
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    expected = scan([str(models)], jobs=1)
+    cmd = [sys.executable, "-m", "mlsec", "scan", str(models), "--executor", "ray", "-j", "2", "--no-cache", "-o", "json"]
+    child = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert child.returncode == 1, child.stderr[-3000:]
+    assert _body(ScanReport.from_json(child.stdout)) == _body(expected)
