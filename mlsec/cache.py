@@ -30,11 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
-from mlsec import __version__, provenance
-from mlsec.inputs import Unit, hash_file
+from mlsec import __version__
+from mlsec.inputs import Unit, fingerprint, hash_file
 from mlsec.inputs.events import printable
 from mlsec.report import ScanReport
-from mlsec.scan_unit import Collected, ScanSettings
+from mlsec.scan_unit import Collected, ScanSettings, provenance_key
 
 log = logging.getLogger(__name__)
 CACHE_NAME = "results.sqlite"
@@ -91,8 +91,11 @@ def _identity(path: Path | None) -> list[object] | None:
     return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def fingerprint(st: os.stat_result) -> str:
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+def _fingerprint_of(path: str) -> str | None:
+    try:
+        return fingerprint(os.stat(path))
+    except OSError:
+        return None
 
 
 class ResultCache:
@@ -163,44 +166,57 @@ class Session:
         self.db.execute("BEGIN")
 
     def lookup(self, units: Mapping[int, Unit]) -> dict[int, Collected]:
-        """The units whose result is cached, by index; the rest are remembered for `store`."""
+        """The units whose result is cached, by index; the rest are remembered for `store`. The fingerprint the
+        walk took stands for the file (no other system call), unless `paranoid`."""
         files = {i: u for i, u in units.items() if u.kind == "file"}
-        known: dict[int, str] = {}
-        for i, unit in files.items():
-            try:
-                st = os.stat(unit.path)
-            except OSError:
-                continue
-            absolute, print_ = os.fsencode(os.path.abspath(unit.path)), fingerprint(st)
-            self._seen[unit.path] = (absolute, print_)
-            if not self.paranoid:
-                row = self.db.execute("SELECT fingerprint, sha256 FROM files WHERE path = ?", (absolute,)).fetchone()
-                if row and row[0] == print_:
-                    known[i] = row[1]
+        for unit in files.values():
+            print_ = unit.fingerprint or _fingerprint_of(unit.path)
+            if print_:
+                self._seen[unit.path] = (os.fsencode(os.path.abspath(unit.path)), print_)
         if self.paranoid:
             with ThreadPoolExecutor(self.jobs) as pool:  # hashlib releases the GIL: this reads at disk speed
                 digests = dict(zip(files, pool.map(_sha256_or_none, [u.path for u in files.values()]), strict=True))
             known = {i: d for i, d in digests.items() if d}
+        else:
+            recorded = self._rows("SELECT path, fingerprint, sha256 FROM files WHERE path IN ({})", [
+                seen[0] for u in files.values() if (seen := self._seen.get(u.path))
+            ])  # fmt: skip
+            known = {}
+            for i, unit in files.items():
+                seen = self._seen.get(unit.path)
+                row = recorded.get(seen[0]) if seen else None
+                if row and row[0] == seen[1]:
+                    known[i] = row[1]
+        keys = {i: self._key(files[i], digest) for i, digest in known.items()}
+        stored = self._rows("SELECT key, report FROM results WHERE key IN ({})", list(keys.values()))
         hits = {}
-        for i, digest in known.items():
-            row = self.db.execute("SELECT report FROM results WHERE key = ?", (self._key(files[i], digest),)).fetchone()
-            if row:
-                hit = _decode(row[0])
-                if hit is not None:
-                    hit.sha256 = digest
-                    hits[i] = hit
+        for i, key in keys.items():
+            hit = _decode(stored[key][0]) if key in stored else None
+            if hit is not None:
+                hit.sha256 = known[i]
+                hits[i] = hit
         return hits
+
+    def _rows(self, query: str, keys: list) -> dict:
+        """`query` (one `IN ({})`) over `keys` in chunks: first column → the rest."""
+        found: dict = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for row in self.db.execute(query.format(",".join("?" * len(chunk))), chunk):
+                found[row[0]] = row[1:]
+        return found
 
     def store(self, unit: Unit, collected: Collected) -> None:
         if unit.kind != "file" or not collected.cacheable or collected.sha256 is None or unit.path not in self._seen:
             return
         absolute, print_ = self._seen[unit.path]
-        report = ScanReport("", "", "", "", (), collected.artifacts, collected.findings, collected.skipped, ())
         try:
+            entry = collected.cache_entry or collected.encode()
+            facts = collected.provenance or provenance_key(unit.path)
             self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (absolute, print_, collected.sha256))
             self.db.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
-                (self._key(unit, collected.sha256), report.to_json(), time.time()),
+                (self._key(unit, collected.sha256, facts), entry, time.time()),
             )
             if time.monotonic() - self._since_commit > 1.0:  # other runs may write too: hold the lock briefly
                 self.db.execute("COMMIT")
@@ -216,9 +232,9 @@ class Session:
             log.warning("result cache: could not commit: %s", exc)
         self.db.close()
 
-    def _key(self, unit: Unit, sha256: str) -> str:
+    def _key(self, unit: Unit, sha256: str, facts: str | None = None) -> str:
         shown = printable(unit.path)
-        facts = json.dumps(provenance.facts_for(shown), sort_keys=True)
+        facts = facts if facts is not None else provenance_key(unit.path)
         return hashlib.sha256(f"{self.context}\0{shown}\0{sha256}\0{facts}".encode()).hexdigest()
 
 

@@ -51,7 +51,8 @@ def forget() -> None:
 
 @lru_cache(maxsize=65536)
 def _resolved(folder: str) -> str:
-    return str(Path(folder).resolve())
+    """The folder's absolute path, lexically (no system call per component: a walk meets thousands)."""
+    return os.path.abspath(folder)
 
 
 _NEAREST: dict[tuple[str, str], tuple[str, int] | None] = {}
@@ -87,7 +88,7 @@ def _local_dir_revision(file: Path, folder: str) -> str | None:
         return None
     root = found[0]
     try:
-        relative = file.resolve().relative_to(root)
+        relative = Path(os.path.abspath(file)).relative_to(root)
     except ValueError:
         return None
     meta = Path(root, ".cache", "huggingface", "download", f"{relative}.metadata")

@@ -19,9 +19,9 @@ from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, ScanReport, Skipped
 from mlsec.rules import RuleSet, load_ruleset
 from mlsec.scan_unit import Collected, ScanSettings, consume
-from mlsec.scanners.modelscan_bridge import SOURCE_PREFIX as SECOND_ENGINE
 
 # Below these, a pool costs more to start than it saves: the scan stays in this process (unless jobs is set).
+SECOND_ENGINE = "modelscan"  # the source prefix of modelscan_bridge's findings (not imported: it loads every scanner)
 SMALL_SCAN_UNITS = 24
 SMALL_SCAN_BYTES = 64 * 1024 * 1024
 
@@ -86,6 +86,7 @@ def scan(
     session = cache.session(settings, paranoid=paranoid, jobs=jobs or cpu_count()) if cache and not osv_url else None
     if session:
         results.update(session.lookup(units))
+        settings = replace(settings, cache_entries=True)
     pending = [i for i in units if i not in results]
     runner = _executor(executor, jobs, len(pending), sum(sizes[i] for i in pending), debug)
     counter = _Counter(progress, len(units), sum(sizes.values()), runner.name)
@@ -172,7 +173,7 @@ def _report(out: Collected, ruleset: RuleSet, started: str, targets: tuple[str, 
 
 def _corroborate(findings: list[Finding]) -> list[Finding]:
     """Fold a second engine's finding into mlsec's own of the same rule on the same file, as a fact."""
-    second = [f for f in findings if f.evidence.source.startswith(SECOND_ENGINE)]
+    second = [f for f in findings if f.evidence.source.startswith(SECOND_ENGINE)]  # modelscan_bridge.SOURCE_PREFIX
     if not second:
         return findings
     own = [f for f in findings if not f.evidence.source.startswith(SECOND_ENGINE)]

@@ -7,23 +7,27 @@ travels in `ScanSettings`, which pickles; everything it found comes back in `Col
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlsec import formats, inputs, provenance
 from mlsec.artifacts import Artifact, ArtifactKind, Blob
 from mlsec.deadline import ScanTimeout, deadline
 from mlsec.errors import LimitExceeded, MlsecError
 from mlsec.findings import Evidence, Finding, JSONScalar, Location
-from mlsec.inputs.events import Anomaly
+from mlsec.inputs.events import Anomaly, printable
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
-from mlsec.report import ScanError, Skipped
+from mlsec.report import ScanError, ScanReport, Skipped
 from mlsec.rules import RuleSet
-from mlsec.scanners import ScanContext, Scanner, scanners_for
+
+if TYPE_CHECKING:  # the scanners load with the first unit scanned: a scan answered from the cache needs none
+    from mlsec.scanners import ScanContext, Scanner
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,11 @@ class ScanSettings:
     reference_path: Path | None = None
     label_column: str | None = None
     debug: bool = False
+    cache_entries: bool = False  # also encode each cacheable result for the result cache, in the worker
 
     def context(self) -> ScanContext:
+        from mlsec.scanners import ScanContext  # noqa: PLC0415 - see the TYPE_CHECKING import
+
         return ScanContext(
             self.ruleset,
             self.limits,
@@ -63,6 +70,13 @@ class Collected:
     errors: list[ScanError] = field(default_factory=list)
     sha256: str | None = None
     cacheable: bool = True
+    cache_entry: str | None = None  # the result as the cache stores it (compact report JSON), when asked
+    provenance: str | None = None  # the unit's provenance facts as JSON, part of its cache key
+
+    def encode(self) -> str:
+        """The compact report JSON the result cache stores (never pickle: the cache is data)."""
+        report = ScanReport("", "", "", "", (), self.artifacts, self.findings, self.skipped, ())
+        return json.dumps(report.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
     def extend(self, other: Collected) -> None:
         self.artifacts += other.artifacts
@@ -84,7 +98,14 @@ def scan_unit(settings: ScanSettings, unit: inputs.Unit) -> Collected:
     out = Collected()
     consume(lambda: unit.events(settings.limits, settings.image_options), unit.path, ctx, out, settings.debug)
     out.cacheable = not out.errors and not ctx.take_beside()
+    if settings.cache_entries and out.cacheable and out.sha256 and unit.kind == "file":  # encoded here, in parallel
+        out.cache_entry = out.encode()
+        out.provenance = provenance_key(unit.path)
     return out
+
+
+def provenance_key(path: str) -> str:
+    return json.dumps(provenance.facts_for(printable(path)), sort_keys=True)
 
 
 def consume(events: Callable[[], Iterator[inputs.Event]], path: str, ctx: ScanContext, out: Collected, debug: bool) -> None:
@@ -114,6 +135,8 @@ def consume(events: Callable[[], Iterator[inputs.Event]], path: str, ctx: ScanCo
 
 
 def _scan_blob(blob: Blob, ctx: ScanContext, out: Collected, debug: bool) -> None:
+    from mlsec.scanners import scanners_for  # noqa: PLC0415 - imported once, then a dictionary lookup
+
     chosen = scanners_for(blob.format)
     container = blob.format in formats.ARCHIVES or blob.format in formats.COMPRESSED or blob.format in formats.IMAGES
     if not chosen and not container and not blob.member:

@@ -46,7 +46,11 @@ def _read_bytes() -> int:
     raise AssertionError("no rchar in /proc/self/io")
 
 
-def test_the_pool_report_is_the_serial_report(serial: ScanReport) -> None:
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_the_pool_report_is_the_serial_report(serial: ScanReport, start: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlsec import executors
+
+    monkeypatch.setattr(executors, "_start_method", lambda: start)
     seen: list[Progress] = []
     pooled = scan([str(FIXTURES)], jobs=2, progress=seen.append)
     assert len(serial.artifacts) > 300  # the whole fixture tree, malicious files too
@@ -63,8 +67,9 @@ def test_a_killed_worker_costs_no_result(models: Path) -> None:
     killed: list[int] = []
 
     def kill_one(progress: Progress) -> None:
-        server = multiprocessing.forkserver._forkserver._forkserver_pid  # noqa: SLF001 - the pool's parent
-        workers = [pid for pid in _children(server) if pid not in killed] if server else []
+        forked = [child.pid for child in multiprocessing.active_children()]  # workers forked from this process
+        server = multiprocessing.forkserver._forkserver._forkserver_pid  # noqa: SLF001 - or from the fork server
+        workers = [pid for pid in [*forked, *(_children(server) if server else [])] if pid and pid not in killed]
         if not killed and workers:
             os.kill(workers[0], signal.SIGKILL)
             killed.append(workers[0])

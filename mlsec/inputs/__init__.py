@@ -49,6 +49,7 @@ class Unit:
     path: str
     kind: str = "file"  # "file" or "image" (an OCI layout directory)
     size: int = 0  # bytes, as the walk found them (0 for an image directory): executors balance work by it
+    fingerprint: str | None = None  # the stat the walk took (see fingerprint()): the result cache's check
 
     def events(self, limits: ScanLimits, options: images.ImageOptions | None = None) -> Iterator[Event]:
         options = options or images.ImageOptions()
@@ -82,7 +83,8 @@ def plan(paths: Sequence[str]) -> Iterator[Unit | Skipped | ScanError]:
         elif path.is_dir():
             yield from _walk_dir(given, links_into=_hf_blobs_of(path))
         elif path.is_file():
-            yield Unit(given, size=path.stat().st_size)
+            st = path.stat()
+            yield Unit(given, size=st.st_size, fingerprint=fingerprint(st))
         elif path.exists():
             yield Skipped(given, "not a regular file (device, FIFO or socket)")
         else:
@@ -104,45 +106,77 @@ def walk_bytes(name: str, data: bytes, limits: ScanLimits) -> Iterator[Event]:
 
 
 def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None = None) -> Iterator[Unit | Skipped]:
-    """Files under `root`, sorted. Symbolic links are not followed, except (with `links_into`) file links
-    whose target resolves inside that directory: a Hugging Face cache's snapshots link into its blobs/.
-    Files whose real path is in `seen` were already scanned under another name."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for d in list(dirnames):
-            sub = os.path.join(dirpath, d)
-            if os.path.islink(sub):
-                dirnames.remove(d)
-                yield Skipped(sub, "symbolic link not followed")
-            elif images.is_image(sub):  # an OCI layout directory is one image, not a heap of blobs
-                dirnames.remove(d)
-                yield Unit(sub, "image")
-            elif _HF_CACHE_REPO.match(d) and os.path.isdir(os.path.join(sub, "snapshots")):
-                dirnames.remove(d)
-                yield from _hf_cache_repo(sub)
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            link = os.path.islink(full)
-            real = os.path.realpath(full) if link or seen is not None else full
-            if seen is not None and links_into is None and real in seen:
-                continue
-            if link and not (links_into and real.startswith(links_into + os.sep) and os.path.isfile(real)):
-                yield Skipped(printable(full), "symbolic link not followed")
-            elif (size := _regular_size(full)) is not None:
-                if seen is not None:
-                    seen.add(real)
-                yield Unit(full, size=size)
+    """Files under `root`: depth first, each directory's subdirectories (sorted) before its files (sorted),
+    as os.walk orders them. Symbolic links are not followed, except (with `links_into`) file links whose
+    target resolves inside that directory: a Hugging Face cache's snapshots link into its blobs/. Files whose
+    real path is in `seen` were already scanned under another name. One stat per file, whose fingerprint
+    the result cache reuses."""
+    stack = [root]
+    while stack:
+        dirpath = stack.pop()
+        try:
+            with os.scandir(dirpath) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError:
+            continue  # as os.walk: a directory that cannot be listed is passed over
+        dirs, files = [], []
+        for entry in entries:
+            (dirs if _is_dir(entry) else files).append(entry)
+        descend = []
+        for entry in dirs:
+            if entry.is_symlink():
+                yield Skipped(entry.path, "symbolic link not followed")
+            elif images.is_image(entry.path):  # an OCI layout directory is one image, not a heap of blobs
+                yield Unit(entry.path, "image")
+            elif _HF_CACHE_REPO.match(entry.name) and os.path.isdir(os.path.join(entry.path, "snapshots")):
+                yield from _hf_cache_repo(entry.path)
             else:
-                yield Skipped(printable(full), "not a regular file (device, FIFO or socket)")
+                descend.append(entry.path)
+        for entry in files:
+            yield from _file_unit(entry, links_into, seen)
+        stack.extend(reversed(descend))
 
 
-def _regular_size(path: str) -> int | None:
-    """The size of a regular file (links followed), None for anything else or what cannot be stat'ed."""
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _file_unit(entry: os.DirEntry[str], links_into: str | None, seen: set[str] | None) -> Iterator[Unit | Skipped]:
+    full = entry.path
+    link = entry.is_symlink()
+    real = os.path.realpath(full) if link or seen is not None else full
+    if seen is not None and links_into is None and real in seen:
+        return
+    if link and not (links_into and real.startswith(links_into + os.sep) and os.path.isfile(real)):
+        yield Skipped(printable(full), "symbolic link not followed")
+        return
+    try:
+        st = entry.stat()  # the link's target, for a followed link
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        yield Skipped(printable(full), "not a regular file (device, FIFO or socket)")
+        return
+    if seen is not None:
+        seen.add(real)
+    yield Unit(full, size=st.st_size, fingerprint=fingerprint(st))
+
+
+def fingerprint(st: os.stat_result) -> str:
+    """What says a file is unchanged without reading it: device, inode, size, mtime and ctime in nanoseconds."""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _regular_stat(path: str) -> os.stat_result | None:
+    """The stat of a regular file (links followed), None for anything else or what cannot be stat'ed."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 _HF_CACHE_REPO = re.compile(r"^(models|datasets|spaces)--.+")
@@ -174,8 +208,8 @@ def _hf_cache_repo(repo: str) -> Iterator[Unit | Skipped]:
             yield from _walk_dir(full, seen=seen)
         elif os.path.islink(full):
             yield Skipped(full, "symbolic link not followed")
-        elif (size := _regular_size(full)) is not None:
-            yield Unit(full, size=size)
+        elif (st := _regular_stat(full)) is not None:
+            yield Unit(full, size=st.st_size, fingerprint=fingerprint(st))
 
 
 def _image(path: str, limits: ScanLimits, options: images.ImageOptions, blob: Blob | None = None) -> Iterator[Event]:
