@@ -13,6 +13,7 @@ from mlsec.cli.audit import audit_group
 from mlsec.cli.bom import bom_command
 from mlsec.cli.cache import cache_group
 from mlsec.cli.db import db_group
+from mlsec.cli.evaluate import evaluate_command
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.gate import gate_command
 from mlsec.cli.policy import policy_group
@@ -62,6 +63,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 main.add_command(scan_command)
+main.add_command(evaluate_command)
 main.add_command(rules_group)
 main.add_command(gate_command)
 main.add_command(policy_group)

@@ -1,0 +1,84 @@
+"""`mlsec evaluate`: adversarial robustness of a model that passed its static scan, in a sandboxed child."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlsec.cli.exit_codes import ExitCode
+from mlsec.cli.options import fail_on_option, rules_option
+from mlsec.cli.scan import _parse_output, exit_code, write_output
+from mlsec.errors import UsageError
+from mlsec.findings import Severity
+from mlsec.outputs import FORMATS
+from mlsec.report import ScanReport
+from mlsec.rules import load_ruleset
+
+
+@click.command("evaluate")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="Dataset (CSV, TSV, JSONL, Parquet).")
+@click.option("--label-column", metavar="NAME", help="The label column (default: label, target, y or class).")
+@click.option(
+    "--suite", "suites", multiple=True, default=("adversarial",), show_default=True, help="Suites to run (adversarial)."
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A scan report that covers the model and dataset (default: scan them now).",
+)
+@click.option("--eps", "epsilons", multiple=True, type=float, default=(0.1,), show_default=True, help="Perturbation budgets.")
+@click.option("--norm", "norms", multiple=True, type=click.Choice(["inf", "1", "2"]), default=("inf",), show_default=True)
+@click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True, help="Samples attacked.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=1), default=900.0, show_default=True, help="Wall-clock seconds.")
+@click.option("--memory-mb", type=click.IntRange(min=256), default=8192, show_default=True, help="Address-space limit.")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="FORMAT[=FILE]", help="As for scan (default: table).")
+@fail_on_option
+@rules_option
+def evaluate_command(
+    model: str,
+    data: str,
+    label_column: str | None,
+    suites: tuple[str, ...],
+    report_path: str | None,
+    epsilons: tuple[float, ...],
+    norms: tuple[str, ...],
+    sample: int,
+    seed: int,
+    timeout: float,
+    memory_mb: int,
+    outputs: tuple[str, ...],
+    fail_on: Severity,
+    rules_dirs: tuple[str, ...],
+) -> None:
+    """Load MODEL in a sandbox and attack it, only if it and its dataset passed a static scan."""
+    try:
+        from mlsec.evaluations import evaluate  # noqa: PLC0415 - the [eval] extra
+        from mlsec.evaluations.sandbox import SandboxLimits  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - the package itself is always there
+        raise UsageError(f"evaluations need the eval extra: pip install 'mlsec[eval]' ({exc})") from None
+    wanted = [_parse_output(o) for o in outputs] or [("table", None)]
+    if sum(1 for _, target in wanted if target is None) > 1:
+        raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
+    ruleset = load_ruleset([Path(d) for d in rules_dirs])
+    given = ScanReport.from_json(Path(report_path).read_text()) if report_path else None
+    limits = SandboxLimits(memory_bytes=memory_mb * 1024 * 1024, wall_seconds=timeout, cpu_seconds=int(timeout * 2) + 1)
+    try:
+        report = evaluate(
+            model, data, label_column=label_column, suites=suites, report=given, ruleset=ruleset,
+            epsilons=epsilons, norms=norms, sample=sample, seed=seed, limits=limits,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--suite") from None
+    for fmt, target in wanted:
+        write_output(target, FORMATS[fmt](report, ruleset), [model, data])
+    statuses = {e.status for e in report.evaluations}
+    code = exit_code(report, fail_on)
+    if "refused" in statuses:
+        code = ExitCode.BLOCKED
+    elif code == ExitCode.OK and "error" in statuses:
+        code = ExitCode.INCOMPLETE
+    raise SystemExit(int(code))

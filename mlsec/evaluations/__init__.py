@@ -1,0 +1,138 @@
+"""evaluate(): the only part of mlsec that loads a model, and only one whose static scan passed.
+
+The model and its dataset must be in a scan report (given, or made on the spot) with nothing at or above
+`refuse_at` (rules/evaluations.toml, default medium) and no scan error; otherwise the evaluation is
+refused (MLSEC-EVAL-002) and nothing is loaded. The evaluation itself runs in sandbox.py's child process;
+its metrics come back as EvaluationResult records, and thresholds in rules/ turn them into findings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from mlsec.evaluations.sandbox import SandboxError, SandboxLimits, run_child
+from mlsec.findings import Evidence, Finding, Location, Severity
+from mlsec.inputs import hash_file
+from mlsec.report import EvaluationResult, ScanReport
+from mlsec.rules import RuleSet, load_ruleset
+
+SUITES = ("adversarial",)  # poisoning and backdoor: issue 7, later stages
+_SOURCE = "mlsec evaluate"
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    *,
+    label_column: str | None = None,
+    suites: Sequence[str] = ("adversarial",),
+    report: ScanReport | None = None,
+    ruleset: RuleSet | None = None,
+    epsilons: Sequence[float] = (0.1,),
+    norms: Sequence[str] = ("inf",),
+    sample: int = 200,
+    seed: int = 0,
+    limits: SandboxLimits | None = None,
+) -> ScanReport:
+    """Evaluate `model` on `data`; returns `report` (or a fresh static scan of both) with the evaluation
+    results and the findings their thresholds raise."""
+    ruleset = ruleset or load_ruleset()
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; this version runs: {', '.join(SUITES)}")
+    if report is None:
+        from mlsec.scan import scan  # noqa: PLC0415 - scan imports every scanner
+
+        report = scan([str(model), str(data)], ruleset=ruleset)
+    model_sha, data_sha = hash_file(str(model)), hash_file(str(data))
+    thresholds = ruleset.lists.get("evaluation_thresholds", {})
+    refuse_at = Severity.parse(thresholds.get("refuse_at", "medium"))
+    reason = refusal(report, {str(model): model_sha, str(data): data_sha}, refuse_at)
+    if reason:
+        result = EvaluationResult(
+            "refused", "refused", model_sha, data_sha, {"suites": list(suites)}, {}, Evidence(reason, {}, _SOURCE), 0.0
+        )
+        return _with(report, [result], [_finding(ruleset, "MLSEC-EVAL-002", str(model), model_sha, reason)])
+    request = {
+        "model": str(Path(model).resolve()),
+        "data": str(Path(data).resolve()),
+        "label_column": label_column,
+        "suites": list(suites),
+        "epsilons": [float(e) for e in epsilons],
+        "norms": list(norms),
+        "sample": sample,
+        "seed": seed,
+    }
+    started = time.perf_counter()
+    try:
+        answer = run_child(request, limits or SandboxLimits())
+    except SandboxError as exc:
+        evidence = Evidence(exc.message, {}, _SOURCE)
+        result = EvaluationResult("error", "error", model_sha, data_sha, request, {}, evidence, time.perf_counter() - started)
+        return _with(report, [result], [_finding(ruleset, "MLSEC-EVAL-003", str(model), model_sha, exc.message)])
+    results = [_result(r, answer, model_sha, data_sha) for r in answer["results"]]
+    minimum = float(thresholds.get("min_robust_accuracy", 0.5))
+    findings = [
+        _finding(ruleset, "MLSEC-EVAL-001", str(model), model_sha, f"{r.evidence.summary}; the threshold is {minimum:g}")
+        for r in results
+        if r.status == "completed" and r.metrics.get("robust_accuracy", 1.0) < minimum
+    ]
+    return _with(report, results, findings)
+
+
+def refusal(report: ScanReport, files: dict[str, str], refuse_at: Severity) -> str | None:
+    """Why these files (path → sha256) may not be loaded, or None: each must be an artifact of the report,
+    with no finding at or above `refuse_at` and no scan error in it or its members."""
+    for path, sha in files.items():
+        artifact = next((a for a in report.artifacts if a.sha256 == sha and a.member is None), None)
+        if artifact is None:
+            return f"{path} (sha256 {sha[:12]}…) is not in the scan report: it was never statically scanned"
+        bad = [
+            f
+            for f in report.findings
+            if f.severity >= refuse_at and (f.artifact_sha256 == sha or f.location.path == artifact.path)
+        ]
+        if bad:
+            worst = max(bad, key=lambda f: f.severity)
+            return f"{path} failed its static scan: {worst.rule_id} ({worst.severity.label}) {worst.message}"
+        if any(e.path == artifact.path for e in report.errors):
+            return f"{path} was not completely scanned (a scan error): an incomplete scan does not clear it"
+    return None
+
+
+def _result(raw: dict, answer: dict, model_sha: str, data_sha: str) -> EvaluationResult:
+    facts = {**raw.get("facts", {}), **{f"version_{k}": v for k, v in answer.get("versions", {}).items()}}
+    facts["network_isolated"] = bool(answer.get("network_isolated", False))
+    return EvaluationResult(
+        name=raw["name"],
+        status=raw["status"],
+        artifact_sha256=model_sha,
+        dataset_sha256=data_sha,
+        parameters=raw["parameters"],
+        metrics=raw["metrics"],
+        evidence=Evidence(raw["summary"], facts, _SOURCE),
+        seconds=raw["seconds"],
+    )
+
+
+def _finding(ruleset: RuleSet, rule_id: str, path: str, sha: str, summary: str) -> Finding:
+    rule = ruleset.rule(rule_id)
+    return Finding(
+        rule_id=rule.id,
+        severity=rule.severity,
+        message=f"{rule.title}: {summary}",
+        location=Location(path=path),
+        evidence=Evidence(summary=summary, facts={}, source=_SOURCE),
+        artifact_sha256=sha,
+    )
+
+
+def _with(report: ScanReport, results: list[EvaluationResult], findings: list[Finding]) -> ScanReport:
+    merged = sorted([*report.findings, *findings], key=Finding.sort_key)
+    return replace(report, evaluations=(*report.evaluations, *results), findings=tuple(merged))
+
+
+__all__ = ["SUITES", "SandboxLimits", "evaluate", "refusal"]

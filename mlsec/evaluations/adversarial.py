@@ -1,0 +1,102 @@
+"""Evasion attacks with ART, run in the evaluation child: clean accuracy, then robust accuracy under each
+attack at each epsilon, and the worst case over attacks as the headline (DECISIONS.md: the weakest attack
+differs by model). White-box FGSM and PGD where the model has gradients (logistic regression and other
+models ART wraps with gradients); others are reported as not evaluated, with the reason."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+_NORMS = {"inf": math.inf, "1": 1, "2": 2}
+
+
+def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[dict[str, Any]]:
+    import numpy as np  # noqa: PLC0415
+    from art.estimators.classification import SklearnClassifier  # noqa: PLC0415
+
+    n = min(int(request.get("sample", 200)), len(x))
+    pick = np.sort(rng.choice(len(x), size=n, replace=False))
+    x, y = x[pick], y[pick]
+    low, high = float(x.min()), float(x.max())
+    estimator = SklearnClassifier(model=model, clip_values=(low, high))
+    clean = float(np.mean(np.argmax(estimator.predict(x), axis=1) == _indices(model, y)))
+    results = []
+    for norm_name in request.get("norms", ["inf"]):
+        for eps in request.get("epsilons", [0.1]):
+            results.append(_one(estimator, model, x, y, clean, norm_name, float(eps), request, rng))
+    return results
+
+
+def _one(estimator: Any, model: Any, x: Any, y: Any, clean: float, norm_name: str, eps: float, request: dict, rng: Any) -> dict:
+    import numpy as np  # noqa: PLC0415
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent  # noqa: PLC0415
+
+    norm = _NORMS[norm_name]
+    steps = int(request.get("pgd_steps", 40))
+    seed = int(request["seed"])
+    attacks = {
+        "fgsm": lambda: FastGradientMethod(estimator, norm=norm, eps=eps),
+        "pgd": lambda: ProjectedGradientDescent(
+            estimator, norm=norm, eps=eps, eps_step=eps / 4, max_iter=steps, num_random_init=1, verbose=False
+        ),
+    }
+    truth = _indices(model, y)
+    robust: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    for name, make in attacks.items():
+        np.random.seed(seed)  # ART's random initialisation draws from numpy's global generator
+        started = time.perf_counter()
+        try:
+            adversarial = make().generate(x=x)
+        except (NotImplementedError, TypeError, AttributeError, ValueError) as exc:  # no gradients
+            skipped[name] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        seconds[name] = round(time.perf_counter() - started, 3)
+        robust[name] = float(np.mean(np.argmax(estimator.predict(adversarial), axis=1) == truth))
+    n = len(x)
+    where = f"L{norm_name} eps {eps:g}"
+    base = {
+        "name": f"adversarial/L{norm_name}/eps={eps:g}",
+        "parameters": {"norm": norm_name, "eps": eps, "n": n, "seed": seed, "pgd_steps": steps, "attacks": sorted(attacks)},
+    }
+    if not robust:
+        return {
+            **base, "status": "skipped", "metrics": {"clean_accuracy": clean, "n": n},
+            "summary": f"no attack could run at {where}: the model has no gradients ART can use ({'; '.join(skipped.values())})",
+            "facts": skipped, "seconds": 0.0,
+        }  # fmt: skip
+    worst_attack = min(robust, key=lambda a: robust[a])
+    worst = robust[worst_attack]
+    low, high = wilson(worst, n)
+    metrics = {
+        "clean_accuracy": clean, "robust_accuracy": worst, "ci95_low": low, "ci95_high": high, "n": n,
+        **{f"robust_accuracy_{a}": v for a, v in robust.items()},
+        **{f"seconds_per_100_{a}": round(s * 100 / n, 4) for a, s in seconds.items()},
+    }  # fmt: skip
+    return {
+        **base, "status": "completed", "metrics": metrics,
+        "summary": f"worst-case robust accuracy {worst:.3f} ({worst_attack.upper()}) against clean {clean:.3f} at {where} on {n} samples (95% CI {low:.3f}-{high:.3f})",
+        "facts": {"worst_attack": worst_attack, **{f"skipped_{a}": why for a, why in skipped.items()}},
+        "seconds": round(sum(seconds.values()), 3),
+    }  # fmt: skip
+
+
+def _indices(model: Any, y: Any) -> Any:
+    """Labels as the column indices of the model's predict_proba (its classes_ order)."""
+    import numpy as np  # noqa: PLC0415
+
+    classes = list(getattr(model, "classes_", sorted(set(y.tolist()))))
+    lookup = {c: i for i, c in enumerate(classes)}
+    return np.array([lookup.get(v, -1) for v in y.tolist()])
+
+
+def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval for a proportion p of n (95% by default)."""
+    if n == 0:
+        return 0.0, 1.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)

@@ -1,0 +1,74 @@
+"""The evaluation child: `python -m mlsec.evaluations.child`, started only by sandbox.py.
+
+This is the one place in mlsec that loads a model, and it runs only on artifacts whose static scan
+passed, inside the sandbox's limits. It reads one JSON request on standard input and writes one JSON
+answer on standard output; nothing else crosses (no pickle)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.read())
+    started = time.perf_counter()
+    answer: dict[str, Any] = {"results": [], "versions": {}, "network_isolated": request.get("network_isolated", False)}
+    import numpy as np  # noqa: PLC0415 - the evaluation stack loads only here
+
+    features, labels = load_dataset(Path(request["data"]), request.get("label_column"))
+    model = load_model(Path(request["model"]))
+    answer["load_seconds"] = round(time.perf_counter() - started, 3)
+    answer["versions"] = _versions()
+    from mlsec.evaluations import adversarial  # noqa: PLC0415
+
+    if "adversarial" in request["suites"]:
+        answer["results"] += adversarial.run(
+            model, features.astype(np.float32), labels, request, np.random.default_rng(request["seed"])
+        )
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+def load_dataset(path: Path, label_column: str | None) -> tuple[Any, Any]:
+    """Features (every column but the label) and labels, from what the dataset scanner reads."""
+    import pandas as pd  # noqa: PLC0415
+
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame = pd.read_json(path, lines=True)
+    elif suffix == ".tsv":
+        frame = pd.read_csv(path, sep="\t")
+    else:
+        frame = pd.read_csv(path)
+    column = label_column or next((c for c in ("label", "target", "y", "class") if c in frame.columns), None)
+    if column is None or column not in frame.columns:
+        raise SystemExit(f"no label column {label_column or '(label, target, y or class)'} in {path.name}")
+    return frame.drop(columns=[column]).to_numpy(), frame[column].to_numpy()
+
+
+def load_model(path: Path) -> Any:
+    """A scikit-learn model saved with joblib or pickle (the formats this stage evaluates)."""
+    import joblib  # noqa: PLC0415
+
+    return joblib.load(path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    found = {}
+    for name in ("adversarial-robustness-toolbox", "scikit-learn", "numpy", "torch"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())

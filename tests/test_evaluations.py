@@ -1,0 +1,159 @@
+"""Evaluations (issue 7, first stage): adversarial robustness of a scikit-learn model, in a sandboxed child,
+only after a clean static scan."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fixture
+
+pytest.importorskip("art", reason="the eval extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A logistic regression on scikit-learn's digits (inputs scaled to [0, 1]) and its held-out set as CSV."""
+    import joblib
+    import pandas as pd
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x / 16.0, y, test_size=0.3, random_state=0)
+    folder = tmp_path_factory.mktemp("digits")
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x_train, y_train), folder / "logreg.joblib")
+    frame = pd.DataFrame(x_test, columns=[f"px{i}" for i in range(64)])
+    frame["y"] = y_test
+    frame.to_csv(folder / "digits_test.csv", index=False)
+    return folder / "logreg.joblib", folder / "digits_test.csv"
+
+
+def _mlsec(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlsec", *args], capture_output=True, text=True, check=False, timeout=600)
+
+
+def test_robust_accuracy_is_what_an_independent_art_run_measures(digits: tuple[Path, Path]) -> None:
+    import joblib
+    import numpy as np
+    import pandas as pd
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+    from art.estimators.classification import SklearnClassifier
+
+    from mlsec.evaluations import evaluate
+
+    model_path, data_path = digits
+    report = evaluate(model_path, data_path, label_column="y", epsilons=(0.1,), sample=200, seed=0)
+    (result,) = report.evaluations
+    assert result.status == "completed"
+    assert result.metrics["n"] == 200
+    assert result.metrics["clean_accuracy"] > 0.9
+    # the same sample, attacks and seeds, run here with ART directly (the test trained this model itself)
+    frame = pd.read_csv(data_path)
+    x, y = frame.drop(columns=["y"]).to_numpy().astype(np.float32), frame["y"].to_numpy()
+    pick = np.sort(np.random.default_rng(0).choice(len(x), size=200, replace=False))
+    x, y = x[pick], y[pick]
+    estimator = SklearnClassifier(model=joblib.load(model_path), clip_values=(float(x.min()), float(x.max())))
+    robust = []
+    for attack in (
+        FastGradientMethod(estimator, norm=np.inf, eps=0.1),
+        ProjectedGradientDescent(estimator, norm=np.inf, eps=0.1, eps_step=0.025, max_iter=40, verbose=False),
+    ):
+        np.random.seed(0)
+        robust.append(float(np.mean(np.argmax(estimator.predict(attack.generate(x=x)), axis=1) == y)))
+    independent = min(robust)
+    assert result.metrics["ci95_low"] <= independent <= result.metrics["ci95_high"]
+    assert independent < result.metrics["clean_accuracy"]  # the attacks really bite
+    assert result.metrics["robust_accuracy"] == min(result.metrics["robust_accuracy_fgsm"], result.metrics["robust_accuracy_pgd"])
+    assert result.evidence.facts["version_adversarial-robustness-toolbox"]
+    assert result.artifact_sha256 == next(a.sha256 for a in report.artifacts if a.path == str(model_path))
+
+
+def test_a_low_robust_accuracy_is_a_finding_and_blocks(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    model_path, data_path = digits
+    run = _mlsec("evaluate", str(model_path), "--data", str(data_path), "--eps", "0.1", "--eps", "0.3", "--sample", "100",
+                 "-o", f"json={tmp_path / 'r.json'}")  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    by_eps = {e["parameters"]["eps"]: e for e in report["evaluations"]}
+    assert by_eps[0.3]["metrics"]["robust_accuracy"] < 0.5 <= by_eps[0.1]["metrics"]["robust_accuracy"]
+    flagged = [f for f in report["findings"] if f["rule_id"] == "MLSEC-EVAL-001"]
+    assert len(flagged) == 1
+    assert "eps 0.3" in flagged[0]["message"]
+
+
+def test_a_model_that_fails_its_static_scan_is_refused_and_never_loaded(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    """The payload would touch $MLSEC_SENTINEL if loaded; the session's sentinel guard fails the run if it appears."""
+    evil = fixture("models/malicious/os_system_protocol2.pkl")
+    run = _mlsec("evaluate", evil, "--data", str(digits[1]), "-o", f"json={tmp_path / 'r.json'}")
+    assert run.returncode == 1, run.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [e["status"] for e in report["evaluations"]] == ["refused"]
+    assert "MLSEC-PICKLE-001" in report["evaluations"][0]["evidence"]["summary"]
+    assert "MLSEC-EVAL-002" in {f["rule_id"] for f in report["findings"]}
+
+
+def test_a_model_missing_from_the_given_report_is_refused(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    model_path, data_path = digits
+    scanned = _mlsec("scan", str(data_path), "-o", f"json={tmp_path / 'data-only.json'}")
+    assert scanned.returncode == 0, scanned.stderr
+    run = _mlsec("evaluate", str(model_path), "--data", str(data_path), "--report", str(tmp_path / "data-only.json"),
+                 "-o", "json")  # fmt: skip
+    assert run.returncode == 1
+    (result,) = json.loads(run.stdout)["evaluations"]
+    assert result["status"] == "refused"
+    assert "never statically scanned" in result["evidence"]["summary"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [(["--memory-mb", "300"], "child failed"), (["--timeout", "1"], "limit and was killed")],
+    ids=["memory", "time"],
+)
+def test_the_child_runs_within_limits(digits: tuple[Path, Path], limit: list[str], expected: str) -> None:
+    """Loading ART and torch needs more than 300 MB of address space and more than a second: the child is
+    stopped, the evaluation is an error (MLSEC-EVAL-003), and the exit code says incomplete."""
+    model_path, data_path = digits
+    run = _mlsec("evaluate", str(model_path), "--data", str(data_path), *limit, "-o", "json")
+    assert run.returncode == 3, run.stderr
+    report = json.loads(run.stdout)
+    (result,) = report["evaluations"]
+    assert result["status"] == "error"
+    assert expected in result["evidence"]["summary"]
+    assert "MLSEC-EVAL-003" in {f["rule_id"] for f in report["findings"]}
+
+
+def test_the_child_has_no_network_where_the_kernel_allows(digits: tuple[Path, Path]) -> None:
+    from mlsec.evaluations import evaluate
+    from mlsec.evaluations.sandbox import network_isolation
+
+    report = evaluate(*digits, label_column="y", sample=20)
+    assert report.evaluations[0].evidence.facts["network_isolated"] is bool(network_isolation())
+
+
+def test_wilson_interval() -> None:
+    from mlsec.evaluations.adversarial import wilson
+
+    low, high = wilson(0.5, 100)
+    assert math.isclose(low, 0.4038, abs_tol=1e-4)
+    assert math.isclose(high, 0.5962, abs_tol=1e-4)
+    assert wilson(0.0, 0) == (0.0, 1.0)
+
+
+def test_the_register_gate_reads_the_evaluation(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    """The robustness gate (MLSEC-GATE-005, policies/gates/robustness_threshold.rego) decides on the numbers
+    at register (serve also wants a signature, which this model lacks)."""
+    model_path, data_path = digits
+    for eps, allowed in (("0.05", True), ("0.3", False)):
+        report = tmp_path / f"eval-{eps}.json"
+        _mlsec("evaluate", str(model_path), "--data", str(data_path), "--eps", eps, "--sample", "100", "-o", f"json={report}")
+        gate = _mlsec("gate", "--report", str(report), "--stage", "register", "-o", "json")
+        decision = json.loads(gate.stdout)
+        assert decision["allowed"] is allowed, gate.stdout[-2000:]
+        assert ("MLSEC-GATE-005" in gate.stdout) is not allowed
