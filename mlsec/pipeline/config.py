@@ -188,7 +188,7 @@ def _stages(raw: Any, artifacts: dict[str, tuple[str, ...]], root: Path, bad: An
         for key in sorted(set(spec) - _STAGE):
             bad(("stages", name, key), f"unknown key (expected: {', '.join(sorted(_STAGE))})")
         if "evaluate" in spec:
-            bad(("stages", name, "evaluate"), "evaluations are not available in this version of mlsec")
+            bad(("stages", name, "evaluate"), "stages cannot evaluate yet; run `mlsec evaluate` as a step of its own")
         groups = {}
         for key in ("scan", "sign"):
             value = spec.get(key, [] if key == "sign" else None)
