@@ -157,3 +157,49 @@ def test_the_register_gate_reads_the_evaluation(digits: tuple[Path, Path], tmp_p
         decision = json.loads(gate.stdout)
         assert decision["allowed"] is allowed, gate.stdout[-2000:]
         assert ("MLSEC-GATE-005" in gate.stdout) is not allowed
+
+
+@pytest.fixture(scope="module")
+def flipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, set[int]]:
+    """All of digits with 10% of the labels flipped to another class (seeded): the file and the flipped rows."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(7)
+    rows = np.sort(rng.choice(len(y), size=len(y) // 10, replace=False))
+    noisy = y.copy()
+    noisy[rows] = (y[rows] + rng.integers(1, 10, size=len(rows))) % 10
+    folder = tmp_path_factory.mktemp("flipped")
+    clean, dirty = folder / "digits_clean.csv", folder / "digits_flipped.csv"
+    for path, labels in ((clean, y), (dirty, noisy)):
+        frame = pd.DataFrame(x / 16.0, columns=[f"px{i}" for i in range(64)])
+        frame["y"] = labels
+        frame.to_csv(path, index=False)
+    return clean, dirty, {int(r) for r in rows}
+
+
+def test_label_flips_are_found_with_precision_and_recall_above_0_8(
+    digits: tuple[Path, Path], flipped: tuple[Path, Path, set[int]], tmp_path: Path
+) -> None:
+    clean, dirty, rows = flipped
+    run = _mlsec("evaluate", str(digits[0]), "--data", str(dirty), "--suite", "poisoning", "-o", f"json={tmp_path / 'r.json'}")
+    report = json.loads((tmp_path / "r.json").read_text())
+    (result,) = report["evaluations"]
+    found = {int(r) for r in result["evidence"]["facts"]["rows_with_label_issues"].split(",")}
+    precision, recall = len(found & rows) / len(found), len(found & rows) / len(rows)
+    assert precision >= 0.8, precision
+    assert recall >= 0.8, recall
+    assert "MLSEC-EVAL-004" in {f["rule_id"] for f in report["findings"]}
+    assert run.returncode == 0  # medium: a finding to review, not a block at the default --fail-on high
+    untouched = _mlsec("evaluate", str(digits[0]), "--data", str(clean), "--suite", "poisoning", "-o", "json")
+    (baseline,) = json.loads(untouched.stdout)["evaluations"]
+    assert baseline["metrics"]["label_issue_fraction"] < 0.05
+    assert "MLSEC-EVAL-004" not in {f["rule_id"] for f in json.loads(untouched.stdout)["findings"]}
+
+
+def test_an_unknown_suite_is_a_usage_error(digits: tuple[Path, Path]) -> None:
+    run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "backdoor")
+    assert run.returncode == 2
+    assert "unknown suite(s) backdoor" in run.stderr

@@ -21,7 +21,12 @@ from mlsec.rules import load_ruleset
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="Dataset (CSV, TSV, JSONL, Parquet).")
 @click.option("--label-column", metavar="NAME", help="The label column (default: label, target, y or class).")
 @click.option(
-    "--suite", "suites", multiple=True, default=("adversarial",), show_default=True, help="Suites to run (adversarial)."
+    "--suite",
+    "suites",
+    multiple=True,
+    default=("adversarial",),
+    show_default=True,
+    help="Suites to run: adversarial, poisoning. Repeatable.",
 )
 @click.option(
     "--report",

@@ -26,6 +26,10 @@ def main() -> int:
     answer["versions"] = _versions()
     from mlsec.evaluations import adversarial  # noqa: PLC0415
 
+    if "poisoning" in request["suites"]:
+        from mlsec.evaluations import poisoning  # noqa: PLC0415
+
+        answer["results"] += poisoning.run(model, features.astype(np.float32), labels, request)
     if "adversarial" in request["suites"]:
         answer["results"] += adversarial.run(
             model, features.astype(np.float32), labels, request, np.random.default_rng(request["seed"])
@@ -64,7 +68,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
     found = {}
-    for name in ("adversarial-robustness-toolbox", "scikit-learn", "numpy", "torch"):
+    for name in ("adversarial-robustness-toolbox", "cleanlab", "scikit-learn", "numpy", "torch"):
         with contextlib.suppress(PackageNotFoundError):
             found[name] = version(name)
     return found
