@@ -203,3 +203,86 @@ def test_an_unknown_suite_is_a_usage_error(digits: tuple[Path, Path]) -> None:
     run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "backdoor")
     assert run.returncode == 2
     assert "unknown suite(s) backdoor" in run.stderr
+
+
+_CNN = """
+import torch.nn as nn
+
+
+def make() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 2 * 2, 10),
+    )
+"""
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small CNN trained on digits (8x8, one channel), saved as a state dict, and the module that builds it."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    folder = tmp_path_factory.mktemp("cnn")
+    (folder / "digits_cnn.py").write_text(_CNN)
+    spec = importlib.util.spec_from_file_location("digits_cnn", folder / "digits_cnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    x, y = load_digits(return_X_y=True)
+    x_train, _, y_train, _ = train_test_split((x / 16.0).astype(np.float32), y, test_size=0.3, random_state=0)
+    model, images = module.make(), torch.tensor(x_train).reshape(-1, 1, 8, 8)
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), torch.tensor(y_train)).backward()
+        optimiser.step()
+    torch.save(model.state_dict(), folder / "cnn.pt")
+    return folder / "cnn.pt", folder
+
+
+def test_a_pytorch_cnn_is_evaluated_and_an_independent_art_run_agrees(cnn: tuple[Path, Path], digits: tuple[Path, Path]) -> None:
+    import importlib.util
+
+    import numpy as np
+    import pandas as pd
+    import torch
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    from mlsec.evaluations import evaluate
+
+    weights, folder = cnn
+    report = evaluate(
+        weights, digits[1], label_column="y", suites=("adversarial", "poisoning"), factory="digits_cnn:make",
+        factory_path=folder, input_shape=(1, 8, 8),
+    )  # fmt: skip
+    robustness, labels = sorted(report.evaluations, key=lambda e: e.name)
+    assert robustness.status == "completed"
+    assert robustness.metrics["clean_accuracy"] > 0.95
+    assert labels.parameters["estimator"].startswith("LogisticRegression (stand-in")
+    spec = importlib.util.spec_from_file_location("digits_cnn", folder / "digits_cnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.make()
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    model.eval()
+    frame = pd.read_csv(digits[1])
+    x, y = frame.drop(columns=["y"]).to_numpy().astype(np.float32), frame["y"].to_numpy()
+    pick = np.sort(np.random.default_rng(0).choice(len(x), size=200, replace=False))
+    x, y = x[pick].reshape(-1, 1, 8, 8), y[pick]
+    estimator = PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), (1, 8, 8), 10, clip_values=(float(x.min()), float(x.max())))
+    robust = []
+    for attack in (
+        FastGradientMethod(estimator, eps=0.1),
+        ProjectedGradientDescent(estimator, eps=0.1, eps_step=0.025, max_iter=40, verbose=False),
+    ):
+        np.random.seed(0)
+        torch.manual_seed(0)
+        robust.append(float(np.mean(np.argmax(estimator.predict(attack.generate(x=x)), axis=1) == y)))
+    assert robustness.metrics["ci95_low"] <= min(robust) <= robustness.metrics["ci95_high"]

@@ -38,6 +38,11 @@ from mlsec.rules import load_ruleset
 @click.option("--norm", "norms", multiple=True, type=click.Choice(["inf", "1", "2"]), default=("inf",), show_default=True)
 @click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True, help="Samples attacked.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--model-factory", "factory", metavar="MODULE:FUNCTION", help="PyTorch state dicts: builds the module to load into."
+)
+@click.option("--factory-path", type=click.Path(exists=True, file_okay=False), help="Where MODULE is (default: here).")
+@click.option("--input-shape", metavar="C,H,W", help="PyTorch: the shape one row takes (e.g. 1,8,8).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=900.0, show_default=True, help="Wall-clock seconds.")
 @click.option("--memory-mb", type=click.IntRange(min=256), default=8192, show_default=True, help="Address-space limit.")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="FORMAT[=FILE]", help="As for scan (default: table).")
@@ -53,6 +58,9 @@ def evaluate_command(
     norms: tuple[str, ...],
     sample: int,
     seed: int,
+    factory: str | None,
+    factory_path: str | None,
+    input_shape: str | None,
     timeout: float,
     memory_mb: int,
     outputs: tuple[str, ...],
@@ -74,7 +82,8 @@ def evaluate_command(
     try:
         report = evaluate(
             model, data, label_column=label_column, suites=suites, report=given, ruleset=ruleset,
-            epsilons=epsilons, norms=norms, sample=sample, seed=seed, limits=limits,
+            epsilons=epsilons, norms=norms, sample=sample, seed=seed, limits=limits, factory=factory,
+            factory_path=factory_path, input_shape=_shape(input_shape),
         )  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--suite") from None
@@ -87,3 +96,12 @@ def evaluate_command(
     elif code == ExitCode.OK and "error" in statuses:
         code = ExitCode.INCOMPLETE
     raise SystemExit(int(code))
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint="--input-shape") from None

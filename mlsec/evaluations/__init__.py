@@ -36,9 +36,14 @@ def evaluate(
     sample: int = 200,
     seed: int = 0,
     limits: SandboxLimits | None = None,
+    factory: str | None = None,
+    factory_path: str | Path | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> ScanReport:
     """Evaluate `model` on `data`; returns `report` (or a fresh static scan of both) with the evaluation
-    results and the findings their thresholds raise."""
+    results and the findings their thresholds raise. A PyTorch state dict needs `factory` ("MODULE:FUNCTION",
+    importable from `factory_path`, default the current directory) to build the module it loads into, and
+    `input_shape` (e.g. (1, 8, 8)) when the module does not take the dataset's flat rows."""
     ruleset = ruleset or load_ruleset()
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
@@ -65,6 +70,9 @@ def evaluate(
         "norms": list(norms),
         "sample": sample,
         "seed": seed,
+        "factory": factory,
+        "factory_path": str(Path(factory_path or Path.cwd()).resolve()),
+        "input_shape": list(input_shape) if input_shape else None,
     }
     started = time.perf_counter()
     try:

@@ -14,13 +14,12 @@ _NORMS = {"inf": math.inf, "1": 1, "2": 2}
 
 def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[dict[str, Any]]:
     import numpy as np  # noqa: PLC0415
-    from art.estimators.classification import SklearnClassifier  # noqa: PLC0415
 
     n = min(int(request.get("sample", 200)), len(x))
     pick = np.sort(rng.choice(len(x), size=n, replace=False))
     x, y = x[pick], y[pick]
     low, high = float(x.min()), float(x.max())
-    estimator = SklearnClassifier(model=model, clip_values=(low, high))
+    estimator, x = _estimator(model, x, y, (low, high), request)
     clean = float(np.mean(np.argmax(estimator.predict(x), axis=1) == _indices(model, y)))
     results = []
     for norm_name in request.get("norms", ["inf"]):
@@ -47,7 +46,8 @@ def _one(estimator: Any, model: Any, x: Any, y: Any, clean: float, norm_name: st
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
     for name, make in attacks.items():
-        np.random.seed(seed)  # ART's random initialisation draws from numpy's global generator
+        np.random.seed(seed)  # ART's random initialisation draws from numpy's global generator (and torch's)
+        _seed_torch(seed)
         started = time.perf_counter()
         try:
             adversarial = make().generate(x=x)
@@ -84,6 +84,28 @@ def _one(estimator: Any, model: Any, x: Any, y: Any, clean: float, norm_name: st
     }  # fmt: skip
 
 
+def _estimator(model: Any, x: Any, y: Any, clip: tuple[float, float], request: dict[str, Any]) -> tuple[Any, Any]:
+    """ART's wrapper for the model, and the inputs in the shape it takes: a torch module gets
+    PyTorchClassifier (rows reshaped to --input-shape, e.g. 1,8,8), anything else SklearnClassifier."""
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        torch = None
+    if torch is not None and isinstance(model, torch.nn.Module):
+        from art.estimators.classification import PyTorchClassifier  # noqa: PLC0415
+
+        shape = tuple(request.get("input_shape") or (x.shape[1],))
+        classes = int(request.get("classes") or len(set(y.tolist())))
+        wrapped = PyTorchClassifier(
+            model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=shape, nb_classes=classes, clip_values=clip,
+            device_type="cpu",
+        )  # fmt: skip
+        return wrapped, x.reshape((len(x), *shape)).astype("float32")
+    from art.estimators.classification import SklearnClassifier  # noqa: PLC0415
+
+    return SklearnClassifier(model=model, clip_values=clip), x
+
+
 def _indices(model: Any, y: Any) -> Any:
     """Labels as the column indices of the model's predict_proba (its classes_ order)."""
     import numpy as np  # noqa: PLC0415
@@ -91,6 +113,14 @@ def _indices(model: Any, y: Any) -> Any:
     classes = list(getattr(model, "classes_", sorted(set(y.tolist()))))
     lookup = {c: i for i, c in enumerate(classes)}
     return np.array([lookup.get(v, -1) for v in y.tolist()])
+
+
+def _seed_torch(seed: int) -> None:
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return
+    torch.manual_seed(seed)
 
 
 def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:

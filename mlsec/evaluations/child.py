@@ -21,7 +21,9 @@ def main() -> int:
     import numpy as np  # noqa: PLC0415 - the evaluation stack loads only here
 
     features, labels = load_dataset(Path(request["data"]), request.get("label_column"))
-    model = load_model(Path(request["model"]))
+    if request.get("threads"):
+        _torch_threads(int(request["threads"]))
+    model = load_model(Path(request["model"]), request)
     answer["load_seconds"] = round(time.perf_counter() - started, 3)
     answer["versions"] = _versions()
     from mlsec.evaluations import adversarial  # noqa: PLC0415
@@ -57,11 +59,44 @@ def load_dataset(path: Path, label_column: str | None) -> tuple[Any, Any]:
     return frame.drop(columns=[column]).to_numpy(), frame[column].to_numpy()
 
 
-def load_model(path: Path) -> Any:
-    """A scikit-learn model saved with joblib or pickle (the formats this stage evaluates)."""
+def load_model(path: Path, request: dict[str, Any]) -> Any:
+    """The model: a PyTorch state dict given to the `--model-factory MODULE:FUNCTION` it names (read with
+    weights_only=True), a TorchScript archive, or a scikit-learn model saved with joblib or pickle."""
+    factory = request.get("factory")
+    if factory:
+        import importlib  # noqa: PLC0415
+
+        import torch  # noqa: PLC0415
+
+        sys.path.insert(0, request["factory_path"])
+        module, _, name = factory.partition(":")
+        model = getattr(importlib.import_module(module), name)()
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    if _is_torchscript(path):
+        import torch  # noqa: PLC0415
+
+        return torch.jit.load(str(path), map_location="cpu").eval()
     import joblib  # noqa: PLC0415
 
     return joblib.load(path)
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile  # noqa: PLC0415
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+
+
+def _torch_threads(threads: int) -> None:
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
 
 
 def _versions() -> dict[str, str]:

@@ -21,7 +21,13 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any]) -> list[dict[str, A
     folds = max(2, min(5, int(np.bincount(codes).min())))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(request["seed"]))
     # the model's own estimator, retrained from scratch on each fold: probabilities out of fold, as cleanlab needs
-    probs = cross_val_predict(clone(model), x, codes, cv=splitter, method="predict_proba")
+    try:
+        family, estimator_name = clone(model), type(model).__name__
+    except TypeError:  # not a scikit-learn estimator (a torch module): a linear model stands in for it
+        from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+
+        family, estimator_name = LogisticRegression(max_iter=1000), "LogisticRegression (stand-in: the model cannot be refit)"
+    probs = cross_val_predict(family, x, codes, cv=splitter, method="predict_proba")
     rows = np.sort(find_label_issues(labels=codes, pred_probs=probs, return_indices_ranked_by="self_confidence"))
     fraction = float(len(rows) / len(y))
     listed = ",".join(str(int(r)) for r in rows[:MAX_ROWS_LISTED])
@@ -30,7 +36,7 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any]) -> list[dict[str, A
             "name": "poisoning/label-issues",
             "status": "completed",
             "parameters": {"method": "cleanlab.find_label_issues", "folds": folds, "seed": int(request["seed"]),
-                           "classes": len(classes)},
+                           "classes": len(classes), "estimator": estimator_name},
             "metrics": {"rows": len(y), "label_issues": len(rows), "label_issue_fraction": round(fraction, 4)},
             "summary": f"{len(rows)} of {len(y)} rows ({fraction:.1%}) carry a label the model family, trained out of fold, "
                        f"confidently disagrees with",
