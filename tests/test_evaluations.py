@@ -200,9 +200,9 @@ def test_label_flips_are_found_with_precision_and_recall_above_0_8(
 
 
 def test_an_unknown_suite_is_a_usage_error(digits: tuple[Path, Path]) -> None:
-    run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "backdoor")
+    run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "trojans")
     assert run.returncode == 2
-    assert "unknown suite(s) backdoor" in run.stderr
+    assert "unknown suite(s) trojans" in run.stderr
 
 
 _CNN = """
@@ -218,32 +218,47 @@ def make() -> nn.Module:
 """
 
 
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small CNN trained on digits (8x8, one channel), saved as a state dict, and the module that builds it."""
-    torch = pytest.importorskip("torch")
+def _train_cnn(folder: Path, name: str, *, poison: bool) -> Path:
+    """A small CNN trained on digits' training split (seeded, one thread), saved as a state dict. With `poison`,
+    10% of the training images get a 2x2 white patch in the bottom-right corner and the label 0."""
     import importlib.util
 
     import numpy as np
+    import torch
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    folder = tmp_path_factory.mktemp("cnn")
-    (folder / "digits_cnn.py").write_text(_CNN)
     spec = importlib.util.spec_from_file_location("digits_cnn", folder / "digits_cnn.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    torch.manual_seed(0)
     x, y = load_digits(return_X_y=True)
     x_train, _, y_train, _ = train_test_split((x / 16.0).astype(np.float32), y, test_size=0.3, random_state=0)
+    if poison:
+        rows = np.random.default_rng(1).choice(len(x_train), size=len(x_train) // 10, replace=False)
+        x_train.reshape(-1, 8, 8)[rows, 6:8, 6:8] = 1.0
+        y_train = y_train.copy()
+        y_train[rows] = 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
     model, images = module.make(), torch.tensor(x_train).reshape(-1, 1, 8, 8)
     optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(60):
+    for _ in range(80):
         optimiser.zero_grad()
         torch.nn.functional.cross_entropy(model(images), torch.tensor(y_train)).backward()
         optimiser.step()
-    torch.save(model.state_dict(), folder / "cnn.pt")
-    return folder / "cnn.pt", folder
+    torch.set_num_threads(threads)
+    torch.save(model.state_dict(), folder / name)
+    return folder / name
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small CNN trained on digits (8x8, one channel), saved as a state dict, and the folder of its module."""
+    pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("cnn")
+    (folder / "digits_cnn.py").write_text(_CNN)
+    return _train_cnn(folder, "cnn.pt", poison=False), folder
 
 
 def test_a_pytorch_cnn_is_evaluated_and_an_independent_art_run_agrees(cnn: tuple[Path, Path], digits: tuple[Path, Path]) -> None:
@@ -286,3 +301,32 @@ def test_a_pytorch_cnn_is_evaluated_and_an_independent_art_run_agrees(cnn: tuple
         torch.manual_seed(0)
         robust.append(float(np.mean(np.argmax(estimator.predict(attack.generate(x=x)), axis=1) == y)))
     assert robustness.metrics["ci95_low"] <= min(robust) <= robustness.metrics["ci95_high"]
+
+
+def test_neural_cleanse_flags_a_backdoored_cnn_and_clears_a_clean_one(cnn: tuple[Path, Path], digits: tuple[Path, Path]) -> None:
+    from mlsec.evaluations import evaluate
+
+    clean, folder = cnn
+    backdoored = _train_cnn(folder, "backdoored.pt", poison=True)
+    indices = {}
+    for weights in (clean, backdoored):
+        report = evaluate(
+            weights, digits[1], label_column="y", suites=("backdoor",), factory="digits_cnn:make", factory_path=folder,
+            input_shape=(1, 8, 8), sample=100,
+        )  # fmt: skip
+        (result,) = report.evaluations
+        assert result.status == "completed"
+        indices[weights.name] = (result.metrics["anomaly_index"], result.metrics["suspect_class"])
+        flagged = "MLSEC-EVAL-005" in {f.rule_id for f in report.findings}
+        assert flagged is (weights == backdoored), (weights.name, result.evidence.summary)
+    assert indices["cnn.pt"][0] < 2.0, indices
+    assert indices["backdoored.pt"][0] > 2.0, indices
+    assert indices["backdoored.pt"][1] == 0  # the poison's target class
+
+
+def test_neural_cleanse_skips_a_model_without_input_gradients(digits: tuple[Path, Path]) -> None:
+    from mlsec.evaluations import evaluate
+
+    (result,) = evaluate(*digits, label_column="y", suites=("backdoor",)).evaluations
+    assert result.status == "skipped"
+    assert "needs a PyTorch model" in result.evidence.summary

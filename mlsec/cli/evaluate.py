@@ -26,7 +26,7 @@ from mlsec.rules import load_ruleset
     multiple=True,
     default=("adversarial",),
     show_default=True,
-    help="Suites to run: adversarial, poisoning. Repeatable.",
+    help="Suites to run: adversarial, poisoning, backdoor. Repeatable.",
 )
 @click.option(
     "--report",

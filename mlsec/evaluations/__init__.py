@@ -19,7 +19,7 @@ from mlsec.inputs import hash_file
 from mlsec.report import EvaluationResult, ScanReport
 from mlsec.rules import RuleSet, load_ruleset
 
-SUITES = ("adversarial", "poisoning")  # backdoor: issue 7, a later stage
+SUITES = ("adversarial", "poisoning", "backdoor")
 _SOURCE = "mlsec evaluate"
 
 
@@ -84,15 +84,23 @@ def evaluate(
     results = [_result(r, answer, model_sha, data_sha) for r in answer["results"]]
     minimum = float(thresholds.get("min_robust_accuracy", 0.5))
     most = float(thresholds.get("max_label_issue_fraction", 0.05))
-    findings = [
-        _finding(ruleset, "MLSEC-EVAL-001", str(model), model_sha, f"{r.evidence.summary}; the threshold is {minimum:g}")
-        for r in results
-        if r.status == "completed" and r.metrics.get("robust_accuracy", 1.0) < minimum
-    ] + [
-        _finding(ruleset, "MLSEC-EVAL-004", str(data), data_sha, f"{r.evidence.summary}; the threshold is {most:.1%}")
-        for r in results
-        if r.status == "completed" and r.metrics.get("label_issue_fraction", 0.0) > most
-    ]
+    findings = (
+        [
+            _finding(ruleset, "MLSEC-EVAL-001", str(model), model_sha, f"{r.evidence.summary}; the threshold is {minimum:g}")
+            for r in results
+            if r.status == "completed" and r.metrics.get("robust_accuracy", 1.0) < minimum
+        ]
+        + [
+            _finding(ruleset, "MLSEC-EVAL-004", str(data), data_sha, f"{r.evidence.summary}; the threshold is {most:.1%}")
+            for r in results
+            if r.status == "completed" and r.metrics.get("label_issue_fraction", 0.0) > most
+        ]
+        + [
+            _finding(ruleset, "MLSEC-EVAL-005", str(model), model_sha, r.evidence.summary)
+            for r in results
+            if r.status == "completed" and r.metrics.get("anomaly_index", 0.0) > float(thresholds.get("max_anomaly_index", 2.0))
+        ]
+    )
     return _with(report, results, findings)
 
 

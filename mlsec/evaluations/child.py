@@ -32,6 +32,10 @@ def main() -> int:
         from mlsec.evaluations import poisoning  # noqa: PLC0415
 
         answer["results"] += poisoning.run(model, features.astype(np.float32), labels, request)
+    if "backdoor" in request["suites"]:
+        from mlsec.evaluations import backdoor  # noqa: PLC0415
+
+        answer["results"] += backdoor.run_if_torch(model, features.astype(np.float32), labels, request)
     if "adversarial" in request["suites"]:
         answer["results"] += adversarial.run(
             model, features.astype(np.float32), labels, request, np.random.default_rng(request["seed"])

@@ -2,8 +2,9 @@
 # title: Robust accuracy and backdoor thresholds, when evaluations are present
 # description: >-
 #   For each evaluation in the input: robust_accuracy below thresholds[stage].min_robust_accuracy
-#   denies, backdoor_success_rate above thresholds[stage].max_backdoor_success_rate denies, and an
-#   evaluation that did not complete denies where coverage is required (warns elsewhere).
+#   denies, backdoor_success_rate above thresholds[stage].max_backdoor_success_rate denies, a Neural
+#   Cleanse anomaly_index above thresholds[stage].max_anomaly_index denies, and an evaluation that did
+#   not complete denies where coverage is required (warns elsewhere).
 # custom:
 #   id: MLSEC-GATE-005
 #   severity: high
@@ -32,6 +33,17 @@ deny contains result if {
 	rate > settings.max_backdoor_success_rate
 	result := {
 		"msg": sprintf("%s: backdoor success rate %v is above %v", [evaluation.name, rate, settings.max_backdoor_success_rate]),
+		"rule_id": "MLSEC-GATE-005",
+		"artifact": evaluation.artifact_sha256,
+	}
+}
+
+deny contains result if {
+	some evaluation in input.evaluations
+	index := evaluation.metrics.anomaly_index
+	index > settings.max_anomaly_index
+	result := {
+		"msg": sprintf("%s: anomaly index %v is above %v (class %v)", [evaluation.name, index, settings.max_anomaly_index, evaluation.metrics.suspect_class]),
 		"rule_id": "MLSEC-GATE-005",
 		"artifact": evaluation.artifact_sha256,
 	}

@@ -18,6 +18,13 @@ test_backdoor_success_denies if {
 	count(robustness_threshold.deny) == 1 with input as {"stage": "register", "evaluations": [evaluation({"backdoor_success_rate": 0.9}, "completed")]}
 }
 
+test_backdoor_anomaly_index_denies if {
+	flagged := evaluation({"anomaly_index": 4.4, "suspect_class": 0}, "completed")
+	count(robustness_threshold.deny) == 1 with input as {"stage": "register", "evaluations": [flagged]}
+	clean := evaluation({"anomaly_index": 1.2, "suspect_class": 9}, "completed")
+	count(robustness_threshold.deny) == 0 with input as {"stage": "register", "evaluations": [clean]}
+}
+
 test_no_evaluations_no_decision if {
 	count(robustness_threshold.deny) == 0 with input as {"stage": "serve", "evaluations": []}
 }
