@@ -1,0 +1,108 @@
+"""Evaluation cost: seconds per 100 samples for each attack and suite, on scikit-learn's digits. One run.
+
+    python benchmarks/bench_evaluations.py [--sample 200]
+
+Trains (here, seeded) a logistic regression and a small CNN on digits scaled to [0, 1], then times,
+in this process with one torch thread: FGSM and PGD (40 steps) on each model at L-inf eps 0.1, the
+poisoning suite (cleanlab on 5-fold out-of-fold probabilities) over the whole dataset, and Neural Cleanse
+(200 steps per class, 10 classes) on the CNN. Last, one whole `mlsec evaluate` of each model (static
+scan, sandboxed child, imports included) as a user runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+CNN = """
+import torch.nn as nn
+
+
+def make() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 2 * 2, 10),
+    )
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=200)
+    args = parser.parse_args()
+    import joblib
+    import numpy as np
+    import pandas as pd
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    from mlsec.evaluations import adversarial, backdoor, poisoning
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0)
+    work = Path(tempfile.mkdtemp(prefix="mlsec-bench-eval-"))
+    (work / "digits_cnn.py").write_text(CNN)
+    sys.path.insert(0, str(work))
+    from digits_cnn import make
+
+    logreg = LogisticRegression(max_iter=1000).fit(x_train, y_train)
+    cnn = make()
+    optimiser = torch.optim.Adam(cnn.parameters(), lr=0.01)
+    images = torch.tensor(x_train).reshape(-1, 1, 8, 8)
+    for _ in range(80):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(cnn(images), torch.tensor(y_train)).backward()
+        optimiser.step()
+    cnn.eval()
+    request = {"seed": 0, "sample": args.sample, "epsilons": [0.1], "norms": ["inf"]}
+    rows = []
+    for name, model, extra in (("logistic regression", logreg, {}), ("CNN", cnn, {"input_shape": [1, 8, 8]})):
+        (result,) = adversarial.run(model, x_test, y_test, {**request, **extra}, np.random.default_rng(0))
+        n = result["metrics"]["n"]
+        for attack in ("fgsm", "pgd"):
+            rows.append((name, attack.upper(), result["metrics"][f"seconds_per_100_{attack}"], n,
+                         f"robust accuracy {result['metrics'][f'robust_accuracy_{attack}']:.3f}"))  # fmt: skip
+    started = time.perf_counter()
+    (labels,) = poisoning.run(logreg, x, y, request)
+    seconds = time.perf_counter() - started
+    rows.append(("logistic regression", "label issues (cleanlab)", seconds * 100 / len(y), len(y),
+                 f"{labels['metrics']['label_issues']} rows"))  # fmt: skip
+    (cleanse,) = backdoor.run(cnn, x_test, y_test, {**request, "input_shape": [1, 8, 8]}, np.random.default_rng(0))
+    n = cleanse["parameters"]["n"]
+    rows.append(("CNN", "Neural Cleanse (10 classes)", cleanse["seconds"] * 100 / n, n,
+                 f"anomaly index {cleanse['metrics']['anomaly_index']:.2f}"))  # fmt: skip
+    print(f"{'model':22} {'attack / suite':28} {'s per 100':>10} {'n':>6}  result")
+    for model_name, attack, per100, n, what in rows:
+        print(f"{model_name:22} {attack:28} {per100:10.4f} {n:6}  {what}")
+    joblib.dump(logreg, work / "logreg.joblib")
+    torch.save(cnn.state_dict(), work / "cnn.pt")
+    frame = pd.DataFrame(x_test, columns=[f"px{i}" for i in range(64)])
+    frame["y"] = y_test
+    frame.to_csv(work / "test.csv", index=False)
+    for name, cmd in (
+        ("logistic regression", ["evaluate", str(work / "logreg.joblib")]),
+        ("CNN", ["evaluate", str(work / "cnn.pt"), "--model-factory", "digits_cnn:make", "--factory-path", str(work),
+                 "--input-shape", "1,8,8"]),
+    ):  # fmt: skip
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mlsec", *cmd, "--data", str(work / "test.csv"), "-o", "json=/dev/null"],
+                       capture_output=True, check=False)  # fmt: skip
+        print(f"whole `mlsec evaluate` ({name}, adversarial suite, {args.sample} samples): {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
