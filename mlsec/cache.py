@@ -167,7 +167,15 @@ class Session:
 
     def lookup(self, units: Mapping[int, Unit]) -> dict[int, Collected]:
         """The units whose result is cached, by index; the rest are remembered for `store`. The fingerprint the
-        walk took stands for the file (no other system call), unless `paranoid`."""
+        walk took stands for the file (no other system call), unless `paranoid`. A cache that cannot be read
+        (locked past the timeout by another run) answers nothing: every unit is scanned."""
+        try:
+            return self._lookup(units)
+        except sqlite3.Error as exc:
+            log.warning("result cache could not be read (%s); scanning every file", exc)
+            return {}
+
+    def _lookup(self, units: Mapping[int, Unit]) -> dict[int, Collected]:
         files = {i: u for i, u in units.items() if u.kind == "file"}
         for unit in files.values():
             print_ = unit.fingerprint or _fingerprint_of(unit.path)
