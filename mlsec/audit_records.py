@@ -45,6 +45,26 @@ def record_gate(ledger: Ledger, decision: Decision, report: ScanReport | Mapping
     )  # fmt: skip
 
 
+def record_evaluation(ledger: Ledger, report: ScanReport, exit_code: int) -> Entry:
+    """An `mlsec evaluate` run: the model and dataset it covered, and each result's status and headline metrics."""
+    doc = report.to_dict()
+    subjects = {
+        f"{kind}:{sha}": sha
+        for e in report.evaluations
+        for kind, sha in (("model", e.artifact_sha256), ("dataset", e.dataset_sha256))
+        if sha
+    }
+    return ledger.append(
+        "evaluate",
+        subjects={**subjects_of(doc), **subjects},
+        digests={"rules_digest": report.rules_digest, "report_sha256": _sha256(report.to_json())},
+        result={"exit_code": exit_code,
+                "evaluations": [{"name": e.name, "status": e.status, **{k: v for k, v in e.metrics.items()
+                                 if k in ("robust_accuracy", "clean_accuracy", "label_issue_fraction", "anomaly_index")}}
+                                for e in report.evaluations]},
+    )  # fmt: skip
+
+
 def record_signature(ledger: Ledger, path: Path, bundle: Path, method: str) -> Entry:
     return ledger.append(
         "sign",

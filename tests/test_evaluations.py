@@ -330,3 +330,20 @@ def test_neural_cleanse_skips_a_model_without_input_gradients(digits: tuple[Path
     (result,) = evaluate(*digits, label_column="y", suites=("backdoor",)).evaluations
     assert result.status == "skipped"
     assert "needs a PyTorch model" in result.evidence.summary
+
+
+def test_an_evaluation_is_recorded_in_the_audit_ledger(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    from mlsec.ledger import Ledger
+
+    ledger = tmp_path / "audit.db"
+    model_path, data_path = digits
+    run = _mlsec("evaluate", str(model_path), "--data", str(data_path), "--sample", "50", "--ledger", str(ledger), "-o", "json")
+    assert run.returncode == 0, run.stderr
+    with Ledger(str(ledger)) as opened:
+        (entry,) = opened.entries()
+        assert opened.verify().ok
+    assert entry.kind == "evaluate"
+    (evaluation,) = entry.result["evaluations"]
+    assert evaluation["status"] == "completed"
+    assert 0 <= evaluation["robust_accuracy"] <= evaluation["clean_accuracy"]
+    assert json.loads(run.stdout)["evaluations"][0]["artifact_sha256"] in entry.subjects.values()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from mlsec.audit_records import record_evaluation
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import fail_on_option, rules_option
+from mlsec.cli.options import fail_on_option, ledger_option, record, rules_option
 from mlsec.cli.scan import _parse_output, exit_code, write_output
 from mlsec.errors import UsageError
 from mlsec.findings import Severity
@@ -48,6 +49,7 @@ from mlsec.rules import load_ruleset
 @click.option("-o", "--output", "outputs", multiple=True, metavar="FORMAT[=FILE]", help="As for scan (default: table).")
 @fail_on_option
 @rules_option
+@ledger_option
 def evaluate_command(
     model: str,
     data: str,
@@ -66,6 +68,7 @@ def evaluate_command(
     outputs: tuple[str, ...],
     fail_on: Severity,
     rules_dirs: tuple[str, ...],
+    ledger_path: str | None,
 ) -> None:
     """Load MODEL in a sandbox and attack it, only if it and its dataset passed a static scan."""
     try:
@@ -95,7 +98,8 @@ def evaluate_command(
         code = ExitCode.BLOCKED
     elif code == ExitCode.OK and "error" in statuses:
         code = ExitCode.INCOMPLETE
-    raise SystemExit(int(code))
+    recorded = record(ledger_path, lambda ledger: record_evaluation(ledger, report, int(code)))
+    raise SystemExit(int(code if recorded or code == ExitCode.BLOCKED else ExitCode.INCOMPLETE))
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
