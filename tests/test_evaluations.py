@@ -47,6 +47,7 @@ def test_robust_accuracy_is_what_an_independent_art_run_measures(digits: tuple[P
     from art.estimators.classification import SklearnClassifier
 
     from mlsec.evaluations import evaluate
+    from mlsec.evaluations.adversarial import wilson
 
     model_path, data_path = digits
     report = evaluate(model_path, data_path, label_column="y", epsilons=(0.1,), sample=200, seed=0)
@@ -68,9 +69,12 @@ def test_robust_accuracy_is_what_an_independent_art_run_measures(digits: tuple[P
         np.random.seed(0)
         robust.append(float(np.mean(np.argmax(estimator.predict(attack.generate(x=x)), axis=1) == y)))
     independent = min(robust)
-    assert result.metrics["ci95_low"] <= independent <= result.metrics["ci95_high"]
+    white_box = min(result.metrics["robust_accuracy_fgsm"], result.metrics["robust_accuracy_pgd"])
+    assert wilson(white_box, 200)[0] <= independent <= wilson(white_box, 200)[1]
     assert independent < result.metrics["clean_accuracy"]  # the attacks really bite
-    assert result.metrics["robust_accuracy"] == min(result.metrics["robust_accuracy_fgsm"], result.metrics["robust_accuracy_pgd"])
+    attacks = [v for k, v in result.metrics.items() if k.startswith("robust_accuracy_")]
+    assert "robust_accuracy_hopskipjump" in result.metrics  # black-box too, on any model
+    assert result.metrics["robust_accuracy"] == min(attacks)
     assert result.evidence.facts["version_adversarial-robustness-toolbox"]
     assert result.artifact_sha256 == next(a.sha256 for a in report.artifacts if a.path == str(model_path))
 
@@ -271,6 +275,7 @@ def test_a_pytorch_cnn_is_evaluated_and_an_independent_art_run_agrees(cnn: tuple
     from art.estimators.classification import PyTorchClassifier
 
     from mlsec.evaluations import evaluate
+    from mlsec.evaluations.adversarial import wilson
 
     weights, folder = cnn
     report = evaluate(
@@ -300,7 +305,10 @@ def test_a_pytorch_cnn_is_evaluated_and_an_independent_art_run_agrees(cnn: tuple
         np.random.seed(0)
         torch.manual_seed(0)
         robust.append(float(np.mean(np.argmax(estimator.predict(attack.generate(x=x)), axis=1) == y)))
-    assert robustness.metrics["ci95_low"] <= min(robust) <= robustness.metrics["ci95_high"]
+    white_box = min(robustness.metrics["robust_accuracy_fgsm"], robustness.metrics["robust_accuracy_pgd"])
+    low, high = wilson(white_box, 200)
+    assert low <= min(robust) <= high
+    assert robustness.metrics["robust_accuracy_square"] < robustness.metrics["clean_accuracy"]  # images: Square runs
 
 
 def test_neural_cleanse_flags_a_backdoored_cnn_and_clears_a_clean_one(cnn: tuple[Path, Path], digits: tuple[Path, Path]) -> None:
@@ -347,3 +355,34 @@ def test_an_evaluation_is_recorded_in_the_audit_ledger(digits: tuple[Path, Path]
     assert evaluation["status"] == "completed"
     assert 0 <= evaluation["robust_accuracy"] <= evaluation["clean_accuracy"]
     assert json.loads(run.stdout)["evaluations"][0]["artifact_sha256"] in entry.subjects.values()
+
+
+def test_an_onnx_model_is_attacked_as_a_black_box(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    """A logistic regression written as an ONNX graph by onnx itself, run through onnxruntime in the child:
+    no gradients, so Square and HopSkipJump only; both must bite, and the result must name them."""
+    pytest.importorskip("onnxruntime")
+    import joblib
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    fitted = joblib.load(digits[0])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Add", ["z", "B"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)],
+        "logreg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 10])],
+        [numpy_helper.from_array(fitted.coef_.T.astype(np.float32), "W"),
+         numpy_helper.from_array(fitted.intercept_.astype(np.float32), "B")],
+    )  # fmt: skip
+    model = tmp_path / "logreg.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    run = _mlsec("evaluate", str(model), "--data", str(digits[1]), "--input-shape", "1,8,8", "--sample", "100", "-o", "json")
+    assert run.returncode == 0, run.stderr
+    (result,) = json.loads(run.stdout)["evaluations"]
+    assert result["status"] == "completed"
+    assert result["metrics"]["clean_accuracy"] > 0.9
+    assert sorted(result["parameters"]["attacks"]) == ["hopskipjump", "square"]
+    assert result["metrics"]["robust_accuracy_square"] < result["metrics"]["clean_accuracy"]
+    assert result["metrics"]["robust_accuracy"] == min(result["metrics"]["robust_accuracy_square"],
+                                                       result["metrics"]["robust_accuracy_hopskipjump"])  # fmt: skip

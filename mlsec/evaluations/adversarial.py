@@ -20,27 +20,37 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[d
     x, y = x[pick], y[pick]
     low, high = float(x.min()), float(x.max())
     estimator, x = _estimator(model, x, y, (low, high), request)
-    clean = float(np.mean(np.argmax(estimator.predict(x), axis=1) == _indices(model, y)))
+    blackbox = _black_box(model, x, y, (low, high), request)
+    clean = float(np.mean(np.argmax(blackbox.predict(x), axis=1) == _indices(model, y)))
     results = []
     for norm_name in request.get("norms", ["inf"]):
         for eps in request.get("epsilons", [0.1]):
-            results.append(_one(estimator, model, x, y, clean, norm_name, float(eps), request, rng))
+            results.append(_one((estimator, blackbox), model, x, y, clean, norm_name, float(eps), request, rng))
     return results
 
 
-def _one(estimator: Any, model: Any, x: Any, y: Any, clean: float, norm_name: str, eps: float, request: dict, rng: Any) -> dict:
+def _one(
+    estimators: tuple[Any, Any], model: Any, x: Any, y: Any, clean: float, norm_name: str, eps: float, request: dict, rng: Any
+) -> dict:
     import numpy as np  # noqa: PLC0415
-    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent  # noqa: PLC0415
+    from art.attacks.evasion import FastGradientMethod, HopSkipJump, ProjectedGradientDescent, SquareAttack  # noqa: PLC0415
 
+    estimator, blackbox = estimators
     norm = _NORMS[norm_name]
     steps = int(request.get("pgd_steps", 40))
     seed = int(request["seed"])
-    attacks = {
-        "fgsm": lambda: FastGradientMethod(estimator, norm=norm, eps=eps),
-        "pgd": lambda: ProjectedGradientDescent(
+    attacks: dict[str, Any] = {}
+    if estimator is not None:  # white-box, where the model has gradients
+        attacks["fgsm"] = lambda: FastGradientMethod(estimator, norm=norm, eps=eps)
+        attacks["pgd"] = lambda: ProjectedGradientDescent(
             estimator, norm=norm, eps=eps, eps_step=eps / 4, max_iter=steps, num_random_init=1, verbose=False
-        ),
-    }
+        )
+    if request.get("black_box", True):  # any model: only its predictions are used
+        if norm_name in ("inf", "2"):
+            attacks["square"] = lambda: SquareAttack(blackbox, norm=norm, eps=eps, max_iter=1000, nb_restarts=1, verbose=False)
+        attacks["hopskipjump"] = lambda: _Bounded(
+            HopSkipJump(blackbox, norm=norm, max_iter=10, max_eval=1000, init_eval=100, verbose=False), norm, eps
+        )
     truth = _indices(model, y)
     robust: dict[str, float] = {}
     seconds: dict[str, float] = {}
@@ -55,17 +65,25 @@ def _one(estimator: Any, model: Any, x: Any, y: Any, clean: float, norm_name: st
             skipped[name] = f"{type(exc).__name__}: {exc}"[:300]
             continue
         seconds[name] = round(time.perf_counter() - started, 3)
-        robust[name] = float(np.mean(np.argmax(estimator.predict(adversarial), axis=1) == truth))
+        robust[name] = float(np.mean(np.argmax(blackbox.predict(adversarial), axis=1) == truth))
     n = len(x)
     where = f"L{norm_name} eps {eps:g}"
     base = {
         "name": f"adversarial/L{norm_name}/eps={eps:g}",
-        "parameters": {"norm": norm_name, "eps": eps, "n": n, "seed": seed, "pgd_steps": steps, "attacks": sorted(attacks)},
+        "parameters": {
+            "norm": norm_name,
+            "eps": eps,
+            "n": n,
+            "seed": seed,
+            "pgd_steps": steps,
+            "attacks": sorted(attacks),
+            "unseeded": ["hopskipjump"] if "hopskipjump" in attacks else [],
+        },
     }
     if not robust:
         return {
             **base, "status": "skipped", "metrics": {"clean_accuracy": clean, "n": n},
-            "summary": f"no attack could run at {where}: the model has no gradients ART can use ({'; '.join(skipped.values())})",
+            "summary": f"no attack could run at {where} ({'; '.join(skipped.values())})",
             "facts": skipped, "seconds": 0.0,
         }  # fmt: skip
     worst_attack = min(robust, key=lambda a: robust[a])
@@ -101,9 +119,55 @@ def _estimator(model: Any, x: Any, y: Any, clip: tuple[float, float], request: d
             device_type="cpu",
         )  # fmt: skip
         return wrapped, x.reshape((len(x), *shape)).astype("float32")
+    if not hasattr(model, "get_params"):  # an ONNX session: no gradients, black-box attacks only
+        return None, x.reshape((len(x), *(request.get("input_shape") or (x.shape[1],)))).astype("float32")
     from art.estimators.classification import SklearnClassifier  # noqa: PLC0415
 
-    return SklearnClassifier(model=model, clip_values=clip), x
+    wrapped = SklearnClassifier(model=model, clip_values=clip)
+    has_gradients = callable(getattr(wrapped, "loss_gradient", None)) and type(wrapped).__name__ != "ScikitlearnClassifier"
+    return (wrapped if has_gradients else None), x
+
+
+def _black_box(model: Any, x: Any, y: Any, clip: tuple[float, float], request: dict[str, Any]) -> Any:
+    """The model as ART sees a black box: a function from inputs (in x's shape) to class probabilities."""
+    import numpy as np  # noqa: PLC0415
+    from art.estimators.classification import BlackBoxClassifierNeuralNetwork  # noqa: PLC0415
+
+    shape = tuple(x.shape[1:])
+    classes = int(request.get("classes") or len(getattr(model, "classes_", [])) or len(set(y.tolist())))
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        torch = None
+    if torch is not None and isinstance(model, torch.nn.Module):
+
+        def predict(batch: Any) -> Any:
+            with torch.no_grad():  # float32 casts: HopSkipJump hands float64 arrays (DECISIONS.md)
+                logits = model(torch.tensor(np.asarray(batch, dtype=np.float32).reshape((-1, *shape))))
+                return torch.softmax(logits, dim=1).numpy()
+    else:
+
+        def predict(batch: Any) -> Any:
+            return np.asarray(model.predict_proba(np.asarray(batch, dtype=np.float32).reshape(len(batch), -1)))
+
+    return BlackBoxClassifierNeuralNetwork(predict, input_shape=shape, nb_classes=classes, clip_values=clip)
+
+
+class _Bounded:
+    """HopSkipJump looks for the smallest adversarial example, unbounded: one further than `eps` (in the norm)
+    does not count, so the sample keeps its original input."""
+
+    def __init__(self, attack: Any, norm: float, eps: float) -> None:
+        self.attack, self.norm, self.eps = attack, norm, eps
+
+    def generate(self, x: Any) -> Any:
+        import numpy as np  # noqa: PLC0415
+
+        adversarial = self.attack.generate(x=x)
+        flat = (adversarial - x).reshape(len(x), -1)
+        distance = np.abs(flat).max(axis=1) if self.norm == math.inf else np.linalg.norm(flat, ord=self.norm, axis=1)
+        within = (distance <= self.eps + 1e-6).reshape((-1,) + (1,) * (x.ndim - 1))
+        return np.where(within, adversarial, x)
 
 
 def _indices(model: Any, y: Any) -> Any:

@@ -65,7 +65,8 @@ def load_dataset(path: Path, label_column: str | None) -> tuple[Any, Any]:
 
 def load_model(path: Path, request: dict[str, Any]) -> Any:
     """The model: a PyTorch state dict given to the `--model-factory MODULE:FUNCTION` it names (read with
-    weights_only=True), a TorchScript archive, or a scikit-learn model saved with joblib or pickle."""
+    weights_only=True), an ONNX model (onnxruntime), a TorchScript archive, or a scikit-learn model saved
+    with joblib or pickle."""
     factory = request.get("factory")
     if factory:
         import importlib  # noqa: PLC0415
@@ -77,6 +78,8 @@ def load_model(path: Path, request: dict[str, Any]) -> Any:
         model = getattr(importlib.import_module(module), name)()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval()
+    if path.suffix.lower() == ".onnx":
+        return OnnxModel(path)
     if _is_torchscript(path):
         import torch  # noqa: PLC0415
 
@@ -84,6 +87,33 @@ def load_model(path: Path, request: dict[str, Any]) -> Any:
     import joblib  # noqa: PLC0415
 
     return joblib.load(path)
+
+
+class OnnxModel:
+    """An ONNX model through onnxruntime (CPU), seen as a function from rows to class probabilities: the first
+    output of shape [batch, classes]; scores that are not probabilities are put through a softmax."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime  # noqa: PLC0415
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0]
+
+    def predict_proba(self, rows: Any) -> Any:
+        import numpy as np  # noqa: PLC0415
+
+        shape = [d if isinstance(d, int) else -1 for d in self.input.shape]
+        batch = np.asarray(rows, dtype=np.float32).reshape([len(rows), *shape[1:]] if len(shape) > 1 else [-1])
+        outputs = [o for o in self.session.run(None, {self.input.name: batch}) if getattr(o, "ndim", 0) == 2]
+        if not outputs:
+            raise SystemExit("the ONNX model has no output of shape [batch, classes]")
+        scores = outputs[0].astype(np.float64)
+        if np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):
+            return scores
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -107,7 +137,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
     found = {}
-    for name in ("adversarial-robustness-toolbox", "cleanlab", "scikit-learn", "numpy", "torch"):
+    for name in ("adversarial-robustness-toolbox", "cleanlab", "onnxruntime", "scikit-learn", "numpy", "torch"):
         with contextlib.suppress(PackageNotFoundError):
             found[name] = version(name)
     return found
