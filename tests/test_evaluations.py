@@ -316,20 +316,28 @@ def test_neural_cleanse_flags_a_backdoored_cnn_and_clears_a_clean_one(cnn: tuple
 
     clean, folder = cnn
     backdoored = _train_cnn(folder, "backdoored.pt", poison=True)
-    indices = {}
+    indices, triggers = {}, {}
     for weights in (clean, backdoored):
         report = evaluate(
             weights, digits[1], label_column="y", suites=("backdoor",), factory="digits_cnn:make", factory_path=folder,
-            input_shape=(1, 8, 8), sample=100,
+            input_shape=(1, 8, 8), sample=100, trigger="6:8,6:8=1.0",  # the poison's own patch, as a candidate
         )  # fmt: skip
-        (result,) = report.evaluations
-        assert result.status == "completed"
-        indices[weights.name] = (result.metrics["anomaly_index"], result.metrics["suspect_class"])
-        flagged = "MLSEC-EVAL-005" in {f.rule_id for f in report.findings}
-        assert flagged is (weights == backdoored), (weights.name, result.evidence.summary)
+        by_name = {e.name: e for e in report.evaluations}
+        cleanse, candidate = by_name["backdoor/neural-cleanse"], by_name["backdoor/trigger"]
+        assert cleanse.status == candidate.status == "completed"
+        indices[weights.name] = (cleanse.metrics["anomaly_index"], cleanse.metrics["suspect_class"])
+        triggers[weights.name] = candidate.metrics
+        rules = {f.rule_id for f in report.findings}
+        assert ("MLSEC-EVAL-005" in rules) is (weights == backdoored), (weights.name, cleanse.evidence.summary)
+        assert ("MLSEC-EVAL-006" in rules) is (weights == backdoored), (weights.name, candidate.evidence.summary)
     assert indices["cnn.pt"][0] < 2.0, indices
     assert indices["backdoored.pt"][0] > 2.0, indices
     assert indices["backdoored.pt"][1] == 0  # the poison's target class
+    # the trigger: it takes the backdoored model over and not the clean one; STRIP sees stamped inputs' low entropy
+    assert triggers["backdoored.pt"]["backdoor_success_rate"] > 0.9 > 0.2 > triggers["cnn.pt"]["backdoor_success_rate"]
+    assert triggers["backdoored.pt"]["strip_detection_rate"] > 0.8
+    assert triggers["cnn.pt"]["strip_detection_rate"] < 0.1
+    assert triggers["backdoored.pt"]["strip_entropy_triggered_mean"] < triggers["backdoored.pt"]["strip_entropy_clean_mean"] / 2
 
 
 def test_neural_cleanse_skips_a_model_without_input_gradients(digits: tuple[Path, Path]) -> None:
@@ -386,3 +394,9 @@ def test_an_onnx_model_is_attacked_as_a_black_box(digits: tuple[Path, Path], tmp
     assert result["metrics"]["robust_accuracy_square"] < result["metrics"]["clean_accuracy"]
     assert result["metrics"]["robust_accuracy"] == min(result["metrics"]["robust_accuracy_square"],
                                                        result["metrics"]["robust_accuracy_hopskipjump"])  # fmt: skip
+
+
+def test_a_malformed_trigger_is_a_usage_error(digits: tuple[Path, Path]) -> None:
+    run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "backdoor", "--trigger", "6:8,6:8")
+    assert run.returncode == 2
+    assert "expected R0:R1,C0:C1=VALUE" in run.stderr

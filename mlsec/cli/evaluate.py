@@ -44,6 +44,8 @@ from mlsec.rules import load_ruleset
 )
 @click.option("--factory-path", type=click.Path(exists=True, file_okay=False), help="Where MODULE is (default: here).")
 @click.option("--input-shape", metavar="C,H,W", help="PyTorch: the shape one row takes (e.g. 1,8,8).")
+@click.option("--trigger", metavar="R0:R1,C0:C1=V", help="Backdoor suite: a candidate trigger to measure (ASR, STRIP).")
+@click.option("--trigger-target", type=int, help="The class the trigger should force (default: the one it forces most).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=900.0, show_default=True, help="Wall-clock seconds.")
 @click.option("--memory-mb", type=click.IntRange(min=256), default=8192, show_default=True, help="Address-space limit.")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="FORMAT[=FILE]", help="As for scan (default: table).")
@@ -63,6 +65,8 @@ def evaluate_command(
     factory: str | None,
     factory_path: str | None,
     input_shape: str | None,
+    trigger: str | None,
+    trigger_target: int | None,
     timeout: float,
     memory_mb: int,
     outputs: tuple[str, ...],
@@ -86,10 +90,10 @@ def evaluate_command(
         report = evaluate(
             model, data, label_column=label_column, suites=suites, report=given, ruleset=ruleset,
             epsilons=epsilons, norms=norms, sample=sample, seed=seed, limits=limits, factory=factory,
-            factory_path=factory_path, input_shape=_shape(input_shape),
+            factory_path=factory_path, input_shape=_shape(input_shape), trigger=trigger, trigger_target=trigger_target,
         )  # fmt: skip
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--suite") from None
+        raise click.BadParameter(str(exc), param_hint="--trigger" if "trigger" in str(exc) else "--suite") from None
     for fmt, target in wanted:
         write_output(target, FORMATS[fmt](report, ruleset), [model, data])
     statuses = {e.status for e in report.evaluations}

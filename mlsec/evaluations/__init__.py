@@ -21,6 +21,14 @@ from mlsec.rules import RuleSet, load_ruleset
 
 SUITES = ("adversarial", "poisoning", "backdoor")
 _SOURCE = "mlsec evaluate"
+# metric, its threshold in rules/evaluations.toml (lists.evaluation_thresholds) and default, whether a value
+# below it (True) or above it raises the rule, the rule, and whether the finding is on the dataset
+_THRESHOLDS = (
+    ("robust_accuracy", "min_robust_accuracy", 0.5, True, "MLSEC-EVAL-001", False),
+    ("label_issue_fraction", "max_label_issue_fraction", 0.05, False, "MLSEC-EVAL-004", True),
+    ("anomaly_index", "max_anomaly_index", 2.0, False, "MLSEC-EVAL-005", False),
+    ("backdoor_success_rate", "max_backdoor_success_rate", 0.2, False, "MLSEC-EVAL-006", False),
+)
 
 
 def evaluate(
@@ -39,15 +47,23 @@ def evaluate(
     factory: str | None = None,
     factory_path: str | Path | None = None,
     input_shape: Sequence[int] | None = None,
+    trigger: str | None = None,
+    trigger_target: int | None = None,
 ) -> ScanReport:
     """Evaluate `model` on `data`; returns `report` (or a fresh static scan of both) with the evaluation
     results and the findings their thresholds raise. A PyTorch state dict needs `factory` ("MODULE:FUNCTION",
     importable from `factory_path`, default the current directory) to build the module it loads into, and
-    `input_shape` (e.g. (1, 8, 8)) when the module does not take the dataset's flat rows."""
+    `input_shape` (e.g. (1, 8, 8)) when the module does not take the dataset's flat rows. With the backdoor
+    suite, `trigger` ("R0:R1,C0:C1=VALUE", see trigger.py) is a candidate trigger to measure: its attack
+    success rate on `trigger_target` (default: the class it most often forces) and STRIP."""
     ruleset = ruleset or load_ruleset()
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise ValueError(f"unknown suite(s) {', '.join(unknown)}; this version runs: {', '.join(SUITES)}")
+    if trigger:
+        from mlsec.evaluations.trigger import parse  # noqa: PLC0415
+
+        parse(trigger)  # a malformed trigger is the caller's ValueError, before anything runs
     if report is None:
         from mlsec.scan import scan  # noqa: PLC0415 - scan imports every scanner
 
@@ -73,6 +89,8 @@ def evaluate(
         "factory": factory,
         "factory_path": str(Path(factory_path or Path.cwd()).resolve()),
         "input_shape": list(input_shape) if input_shape else None,
+        "trigger": trigger,
+        "trigger_target": trigger_target,
     }
     started = time.perf_counter()
     try:
@@ -82,25 +100,15 @@ def evaluate(
         result = EvaluationResult("error", "error", model_sha, data_sha, request, {}, evidence, time.perf_counter() - started)
         return _with(report, [result], [_finding(ruleset, "MLSEC-EVAL-003", str(model), model_sha, exc.message)])
     results = [_result(r, answer, model_sha, data_sha) for r in answer["results"]]
-    minimum = float(thresholds.get("min_robust_accuracy", 0.5))
-    most = float(thresholds.get("max_label_issue_fraction", 0.05))
-    findings = (
-        [
-            _finding(ruleset, "MLSEC-EVAL-001", str(model), model_sha, f"{r.evidence.summary}; the threshold is {minimum:g}")
-            for r in results
-            if r.status == "completed" and r.metrics.get("robust_accuracy", 1.0) < minimum
-        ]
-        + [
-            _finding(ruleset, "MLSEC-EVAL-004", str(data), data_sha, f"{r.evidence.summary}; the threshold is {most:.1%}")
-            for r in results
-            if r.status == "completed" and r.metrics.get("label_issue_fraction", 0.0) > most
-        ]
-        + [
-            _finding(ruleset, "MLSEC-EVAL-005", str(model), model_sha, r.evidence.summary)
-            for r in results
-            if r.status == "completed" and r.metrics.get("anomaly_index", 0.0) > float(thresholds.get("max_anomaly_index", 2.0))
-        ]
-    )
+    findings = []
+    for r in (r for r in results if r.status == "completed"):
+        for metric, key, default, below, rule_id, on_data in _THRESHOLDS:
+            if metric not in r.metrics:
+                continue
+            limit, value = float(thresholds.get(key, default)), float(r.metrics[metric])
+            if value < limit if below else value > limit:
+                path, sha = (str(data), data_sha) if on_data else (str(model), model_sha)
+                findings.append(_finding(ruleset, rule_id, path, sha, f"{r.evidence.summary}; {key} is {limit:g}"))
     return _with(report, results, findings)
 
 

@@ -23,6 +23,12 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[d
     blackbox = _black_box(model, x, y, (low, high), request)
     clean = float(np.mean(np.argmax(blackbox.predict(x), axis=1) == _indices(model, y)))
     results = []
+    if request.get("trigger") and "backdoor" in request.get("suites", []):
+        from mlsec.evaluations import trigger  # noqa: PLC0415
+
+        results.append(trigger.run(blackbox, x, y, _indices(model, y), request, rng))
+    if "adversarial" not in request.get("suites", ["adversarial"]):
+        return results
     for norm_name in request.get("norms", ["inf"]):
         for eps in request.get("epsilons", [0.1]):
             results.append(_one((estimator, blackbox), model, x, y, clean, norm_name, float(eps), request, rng))
