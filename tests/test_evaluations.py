@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -400,3 +401,39 @@ def test_a_malformed_trigger_is_a_usage_error(digits: tuple[Path, Path]) -> None
     run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "backdoor", "--trigger", "6:8,6:8")
     assert run.returncode == 2
     assert "expected R0:R1,C0:C1=VALUE" in run.stderr
+
+
+def test_a_pipeline_stage_evaluates_before_it_gates(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    """mlsec.yaml's `evaluate` step: the stage's own scan clears the files, the evaluation runs in the sandbox,
+    the ledger records it between the scan and the gate, and the gate decides on it."""
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+    (repo / "data").mkdir()
+    shutil.copyfile(digits[0], repo / "models" / "logreg.joblib")
+    shutil.copyfile(digits[1], repo / "data" / "holdout.csv")
+    (repo / "mlsec.yaml").write_text(
+        "version: 1\n"
+        "artifacts:\n"
+        "  models: [models/*.joblib]\n"
+        "  data: [data/*.csv]\n"
+        "stages:\n"
+        "  register:\n"
+        "    scan: [models, data]\n"
+        "    evaluate: {models: models, data: data, label_column: y, suites: [adversarial], eps: [0.3], sample: 50}\n"
+        "    gate: {stage: register}\n"
+        "ledger: audit.db\n"
+        "outputs: {dir: out, formats: [json, html]}\n"
+    )
+    run = subprocess.run([sys.executable, "-m", "mlsec", "run", "--stage", "register"], cwd=repo, capture_output=True,
+                         text=True, check=False, timeout=600)  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr  # eps 0.3 breaks it: the gate denies
+    report = json.loads((repo / "out" / "register" / "report.json").read_text())
+    (evaluation,) = report["evaluations"]
+    assert evaluation["status"] == "completed"
+    assert evaluation["metrics"]["robust_accuracy"] < 0.5
+    decision = json.loads((repo / "out" / "register" / "decision.json").read_text())
+    assert "MLSEC-GATE-005" in json.dumps(decision["denies"])
+    log = subprocess.run([sys.executable, "-m", "mlsec", "audit", "log", "--ledger", "audit.db", "--json"], cwd=repo,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert [json.loads(line)["kind"] for line in log.stdout.splitlines()] == ["scan", "evaluate", "gate"]
+    assert "Evaluation" in (repo / "out" / "register" / "report.html").read_text()

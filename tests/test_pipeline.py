@@ -91,7 +91,7 @@ def test_an_invalid_manifest_lists_every_problem_with_its_line(repo: Path) -> No
     assert result.exit_code == 2
     for expected in (
         "mlsec.yaml:6: stages.serve.scan: unknown artifact group 'modles' (defined: models)",
-        "mlsec.yaml:7: stages.serve.evaluate: stages cannot evaluate yet; run `mlsec evaluate` as a step of its own",
+        "mlsec.yaml:7: stages.serve.evaluate: expected a mapping with models and data (artifact groups), and label_column, suites, eps...",
         "mlsec.yaml:8: stages.serve.gate.stage: expected one of pr, train, register, serve",
         "mlsec.yaml:9: colour: unknown key",
     ):

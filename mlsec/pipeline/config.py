@@ -49,11 +49,30 @@ class Gate:
 
 
 @dataclass(frozen=True, slots=True)
+class Evaluate:
+    """A stage's evaluations: every model of `models` on every dataset of `data` (mlsec evaluate's options)."""
+
+    models: str
+    data: str
+    label_column: str | None = None
+    suites: tuple[str, ...] = ("adversarial",)
+    eps: tuple[float, ...] = (0.1,)
+    sample: int = 200
+    input_shape: tuple[int, ...] | None = None
+    factory: str | None = None
+    trigger: str | None = None
+
+
+_EVALUATE = {"models", "data", "label_column", "suites", "eps", "sample", "input_shape", "factory", "trigger"}
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
     name: str
     scan: tuple[str, ...]
     sign: tuple[str, ...] = ()
     gate: Gate | None = None
+    evaluate: Evaluate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +206,6 @@ def _stages(raw: Any, artifacts: dict[str, tuple[str, ...]], root: Path, bad: An
             continue
         for key in sorted(set(spec) - _STAGE):
             bad(("stages", name, key), f"unknown key (expected: {', '.join(sorted(_STAGE))})")
-        if "evaluate" in spec:
-            bad(("stages", name, "evaluate"), "stages cannot evaluate yet; run `mlsec evaluate` as a step of its own")
         groups = {}
         for key in ("scan", "sign"):
             value = spec.get(key, [] if key == "sign" else None)
@@ -203,8 +220,49 @@ def _stages(raw: Any, artifacts: dict[str, tuple[str, ...]], root: Path, bad: An
             if group not in groups["scan"]:
                 bad(("stages", name, "sign"), f"group {group!r} is signed but not scanned in this stage")
         gate = _gate(spec.get("gate"), ("stages", name, "gate"), root, bad) if "gate" in spec else None
-        stages[str(name)] = Stage(str(name), groups["scan"], groups["sign"], gate)
+        keys = ("stages", name, "evaluate")
+        evaluate = _evaluate(spec["evaluate"], keys, groups["scan"], bad) if "evaluate" in spec else None
+        stages[str(name)] = Stage(str(name), groups["scan"], groups["sign"], gate, evaluate)
     return stages
+
+
+def _evaluate(raw: Any, keys: tuple[Any, ...], scanned: tuple[str, ...], bad: Any) -> Evaluate | None:
+    """`evaluate: {models: GROUP, data: GROUP, label_column, suites, eps, sample, input_shape, factory, trigger}`;
+    both groups must be scanned in the same stage (an evaluation runs only on what its scan cleared)."""
+    from mlsec.evaluations import SUITES  # noqa: PLC0415 - the package itself, not the eval extra
+
+    if not isinstance(raw, dict):
+        bad(keys, "expected a mapping with models and data (artifact groups), and label_column, suites, eps...")
+        return None
+    for key in sorted(set(raw) - _EVALUATE):
+        bad((*keys, key), f"unknown key (expected: {', '.join(sorted(_EVALUATE))})")
+    ok = True
+    for key in ("models", "data"):
+        if raw.get(key) not in scanned:
+            bad((*keys, key), f"expected an artifact group this stage scans ({', '.join(scanned) or 'none'})")
+            ok = False
+    suites = raw.get("suites", ["adversarial"])
+    if not isinstance(suites, list) or not suites or any(s not in SUITES for s in suites):
+        bad((*keys, "suites"), f"expected a list of: {', '.join(SUITES)}")
+        ok = False
+    eps = raw.get("eps", [0.1])
+    if not isinstance(eps, list) or not all(isinstance(e, (int, float)) and e > 0 for e in eps):
+        bad((*keys, "eps"), "expected a list of positive numbers")
+        ok = False
+    shape = raw.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape)):
+        bad((*keys, "input_shape"), "expected a list of positive integers (for example [1, 8, 8])")
+        ok = False
+    if not isinstance(raw.get("sample", 200), int) or raw.get("sample", 200) < 1:
+        bad((*keys, "sample"), "expected a positive integer")
+        ok = False
+    if not ok:
+        return None
+    return Evaluate(
+        models=raw["models"], data=raw["data"], label_column=raw.get("label_column"), suites=tuple(suites),
+        eps=tuple(float(e) for e in eps), sample=int(raw.get("sample", 200)),
+        input_shape=tuple(shape) if shape else None, factory=raw.get("factory"), trigger=raw.get("trigger"),
+    )  # fmt: skip
 
 
 def _gate(raw: Any, keys: tuple[str, ...], root: Path, bad: Any) -> Gate | None:

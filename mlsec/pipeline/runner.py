@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlsec.audit_records import record_gate, record_scan, record_signature, subjects_of
+from mlsec.audit_records import record_evaluation, record_gate, record_scan, record_signature, subjects_of
 from mlsec.decision import Decision
 from mlsec.findings import Severity
 from mlsec.ledger import Ledger
 from mlsec.outputs import FORMATS
 from mlsec.outputs import html as html_output
-from mlsec.pipeline.config import ConfigError, Pipeline, Stage
+from mlsec.pipeline.config import ConfigError, Evaluate, Pipeline, Stage
 from mlsec.report import ScanReport
 from mlsec.rules import RuleSet
 from mlsec.scan import scan
@@ -52,6 +52,8 @@ def run_stage(
         raise ConfigError(f"no stage {name!r} (stages: {', '.join(pipeline.stages)})", path=str(pipeline.root / "mlsec.yaml"))
     stage = pipeline.stages[name]
     report = scan(pipeline.paths(stage.scan), ruleset=ruleset)
+    if stage.evaluate:
+        report = _evaluate(pipeline, stage.evaluate, report, ruleset)
     top = report.max_severity()
     code = 1 if top is not None and top >= fail_on else 3 if report.errors else 0
     result = StageRun(stage, report, code)
@@ -59,6 +61,8 @@ def run_stage(
     try:
         if ledger:
             record_scan(ledger, report, code)
+            if stage.evaluate:
+                record_evaluation(ledger, report, code)
         if stage.sign:
             result.signatures = _sign(pipeline, pipeline.paths(stage.sign), ledger)
         if stage.gate:
@@ -72,6 +76,21 @@ def run_stage(
             ledger.close()
     result.written = _write(pipeline, result, ruleset, entries)
     return result
+
+
+def _evaluate(pipeline: Pipeline, spec: Evaluate, report: ScanReport, ruleset: RuleSet) -> ScanReport:
+    """Every model of the group on every dataset of the group, against this stage's own scan report: what it
+    found in them decides, as for `mlsec evaluate`, whether they may be loaded at all."""
+    from mlsec.evaluations import evaluate  # noqa: PLC0415 - ART and torch load only in the child
+
+    for model in pipeline.paths((spec.models,)):
+        for data in pipeline.paths((spec.data,)):
+            report = evaluate(
+                model, data, label_column=spec.label_column, suites=spec.suites, report=report, ruleset=ruleset,
+                epsilons=spec.eps, sample=spec.sample, input_shape=spec.input_shape, factory=spec.factory,
+                factory_path=pipeline.root, trigger=spec.trigger,
+            )  # fmt: skip
+    return report
 
 
 def _sign(pipeline: Pipeline, paths: list[str], ledger: Ledger | None) -> list[dict[str, Any]]:
