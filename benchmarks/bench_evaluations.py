@@ -22,17 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-CNN = """
-import torch.nn as nn
-
-
-def make() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 2 * 2, 10),
-    )
-"""
+CNN_FACTORY = HERE.parent / "fixtures" / "evaluations"  # digits_cnn.py, as the tests train it
 
 
 def main() -> int:
@@ -48,6 +38,7 @@ def main() -> int:
     from sklearn.model_selection import train_test_split
 
     from mlsec.evaluations import adversarial, backdoor, poisoning
+    from mlsec.rules import load_ruleset
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -55,8 +46,8 @@ def main() -> int:
     x = (x / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0)
     work = Path(tempfile.mkdtemp(prefix="mlsec-bench-eval-"))
-    (work / "digits_cnn.py").write_text(CNN)
-    sys.path.insert(0, str(work))
+    sys.dont_write_bytecode = True  # leave fixtures/ as committed
+    sys.path.insert(0, str(CNN_FACTORY))
     from digits_cnn import make
 
     logreg = LogisticRegression(max_iter=1000).fit(x_train, y_train)
@@ -68,7 +59,9 @@ def main() -> int:
         torch.nn.functional.cross_entropy(cnn(images), torch.tensor(y_train)).backward()
         optimiser.step()
     cnn.eval()
-    request = {"seed": 0, "sample": args.sample, "epsilons": [0.1], "norms": ["inf"]}
+    thresholds = load_ruleset().list("evaluation_thresholds")
+    request = {"seed": 0, "sample": args.sample, "epsilons": [0.1], "norms": ["inf"],
+               "max_anomaly_index": thresholds["max_anomaly_index"]}  # fmt: skip
     rows = []
     for name, model, extra in (("logistic regression", logreg, {}), ("CNN", cnn, {"input_shape": [1, 8, 8]})):
         (result,) = adversarial.run(model, x_test, y_test, {**request, **extra}, np.random.default_rng(0))
@@ -96,11 +89,12 @@ def main() -> int:
     frame.to_csv(work / "test.csv", index=False)
     for name, cmd in (
         ("logistic regression", ["evaluate", str(work / "logreg.joblib")]),
-        ("CNN", ["evaluate", str(work / "cnn.pt"), "--model-factory", "digits_cnn:make", "--factory-path", str(work),
+        ("CNN", ["evaluate", str(work / "cnn.pt"), "--model-factory", "digits_cnn:make", "--factory-path", str(CNN_FACTORY),
                  "--input-shape", "1,8,8"]),
     ):  # fmt: skip
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mlsec", *cmd, "--data", str(work / "test.csv"), "-o", "json=/dev/null"],
+        subprocess.run([sys.executable, "-m", "mlsec", *cmd, "--data", str(work / "test.csv"), "--sample", str(args.sample),
+                        "-o", "json=/dev/null"],
                        capture_output=True, check=False)  # fmt: skip
         print(f"whole `mlsec evaluate` ({name}, adversarial suite, {args.sample} samples): {time.perf_counter() - started:.2f} s")
     return 0

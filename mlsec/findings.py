@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+SECOND_ENGINE = "modelscan"  # Evidence.source prefix of findings from the second engine (scanners/modelscan_bridge.py)
+
 JSONScalar: TypeAlias = str | int | float | bool | None
 
 

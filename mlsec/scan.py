@@ -13,7 +13,7 @@ from mlsec import __version__, inputs, provenance
 from mlsec.cache import ResultCache
 from mlsec.dependencies.vulndb import default_path as default_vulndb
 from mlsec.executors import Executor, InProcess, ProcessPool, Ray, cpu_count, executor_for, main_importable
-from mlsec.findings import Evidence, Finding, Location
+from mlsec.findings import SECOND_ENGINE, Evidence, Finding, Location
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, ScanReport, Skipped
@@ -21,7 +21,6 @@ from mlsec.rules import RuleSet, load_ruleset
 from mlsec.scan_unit import Collected, ScanSettings, consume
 
 # Below these, a pool costs more to start than it saves: the scan stays in this process (unless jobs is set).
-SECOND_ENGINE = "modelscan"  # the source prefix of modelscan_bridge's findings (not imported: it loads every scanner)
 SMALL_SCAN_UNITS = 24
 SMALL_SCAN_BYTES = 64 * 1024 * 1024
 
@@ -173,7 +172,7 @@ def _report(out: Collected, ruleset: RuleSet, started: str, targets: tuple[str, 
 
 def _corroborate(findings: list[Finding]) -> list[Finding]:
     """Fold a second engine's finding into mlsec's own of the same rule on the same file, as a fact."""
-    second = [f for f in findings if f.evidence.source.startswith(SECOND_ENGINE)]  # modelscan_bridge.SOURCE_PREFIX
+    second = [f for f in findings if f.evidence.source.startswith(SECOND_ENGINE)]
     if not second:
         return findings
     own = [f for f in findings if not f.evidence.source.startswith(SECOND_ENGINE)]

@@ -9,10 +9,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import fixture
+from tests.conftest import FIXTURES, fixture
 
 pytest.importorskip("art", reason="the eval extra is not installed")
 
@@ -210,32 +211,32 @@ def test_an_unknown_suite_is_a_usage_error(digits: tuple[Path, Path]) -> None:
     assert "unknown suite(s) trojans" in run.stderr
 
 
-_CNN = """
-import torch.nn as nn
+CNN_FACTORY = FIXTURES / "evaluations"  # digits_cnn.py: the module `--model-factory digits_cnn:make` names
 
 
-def make() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 2 * 2, 10),
-    )
-"""
-
-
-def _train_cnn(folder: Path, name: str, *, poison: bool) -> Path:
-    """A small CNN trained on digits' training split (seeded, one thread), saved as a state dict. With `poison`,
-    10% of the training images get a 2x2 white patch in the bottom-right corner and the label 0."""
+def _cnn_module() -> Any:
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location("digits_cnn", CNN_FACTORY / "digits_cnn.py")
+    module = importlib.util.module_from_spec(spec)
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # leave fixtures/ as committed
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = writes
+    return module
+
+
+def _train_cnn(weights: Path, *, poison: bool) -> Path:
+    """fixtures/evaluations/digits_cnn.py trained on digits' training split (seeded, one thread), saved as a
+    state dict. With `poison`, 10% of the training images get a 2x2 white patch in the bottom-right corner
+    and the label 0."""
     import numpy as np
     import torch
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    spec = importlib.util.spec_from_file_location("digits_cnn", folder / "digits_cnn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _cnn_module()
     x, y = load_digits(return_X_y=True)
     x_train, _, y_train, _ = train_test_split((x / 16.0).astype(np.float32), y, test_size=0.3, random_state=0)
     if poison:
@@ -253,22 +254,18 @@ def _train_cnn(folder: Path, name: str, *, poison: bool) -> Path:
         torch.nn.functional.cross_entropy(model(images), torch.tensor(y_train)).backward()
         optimiser.step()
     torch.set_num_threads(threads)
-    torch.save(model.state_dict(), folder / name)
-    return folder / name
+    torch.save(model.state_dict(), weights)
+    return weights
 
 
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small CNN trained on digits (8x8, one channel), saved as a state dict, and the folder of its module."""
+    """The digits CNN, trained and saved as a state dict, and the folder of the module that builds it."""
     pytest.importorskip("torch")
-    folder = tmp_path_factory.mktemp("cnn")
-    (folder / "digits_cnn.py").write_text(_CNN)
-    return _train_cnn(folder, "cnn.pt", poison=False), folder
+    return _train_cnn(tmp_path_factory.mktemp("cnn") / "cnn.pt", poison=False), CNN_FACTORY
 
 
 def test_a_pytorch_cnn_is_evaluated_and_an_independent_art_run_agrees(cnn: tuple[Path, Path], digits: tuple[Path, Path]) -> None:
-    import importlib.util
-
     import numpy as np
     import pandas as pd
     import torch
@@ -287,10 +284,7 @@ def test_a_pytorch_cnn_is_evaluated_and_an_independent_art_run_agrees(cnn: tuple
     assert robustness.status == "completed"
     assert robustness.metrics["clean_accuracy"] > 0.95
     assert labels.parameters["estimator"].startswith("LogisticRegression (stand-in")
-    spec = importlib.util.spec_from_file_location("digits_cnn", folder / "digits_cnn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.make()
+    model = _cnn_module().make()
     model.load_state_dict(torch.load(weights, weights_only=True))
     model.eval()
     frame = pd.read_csv(digits[1])
@@ -316,7 +310,7 @@ def test_neural_cleanse_flags_a_backdoored_cnn_and_clears_a_clean_one(cnn: tuple
     from mlsec.evaluations import evaluate
 
     clean, folder = cnn
-    backdoored = _train_cnn(folder, "backdoored.pt", poison=True)
+    backdoored = _train_cnn(clean.parent / "backdoored.pt", poison=True)
     indices, triggers = {}, {}
     for weights in (clean, backdoored):
         report = evaluate(

@@ -34,24 +34,15 @@ class Run:
     max_rss: int
 
 
-# The peak is read in the child from /proc/self/status (VmHWM: since exec). The kernel's ru_maxrss would
+# benchmarks/mlsec_peak.py reads the peak in the child (VmHWM: since exec); the kernel's ru_maxrss would
 # also count the memory of the pytest process the child was forked from.
-_CHILD = """
-import atexit, os, runpy, sys
-def _peak():
-    with open("/proc/self/status") as fh:
-        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
-    os.write(2, f"\\nMLSEC_TEST_PEAK_KIB={kib}\\n".encode())
-atexit.register(_peak)
-sys.argv = ["mlsec", *sys.argv[1:]]
-runpy.run_module("mlsec", run_name="__main__", alter_sys=True)
-"""
+PEAK = ROOT / "benchmarks" / "mlsec_peak.py"
 
 
 def mlsec(*args: str) -> Run:
     """`python -m mlsec ARGS`, with its peak resident memory in bytes."""
-    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, cwd=ROOT, timeout=300, check=False)
-    stderr, _, peak = proc.stderr.decode().rpartition("\nMLSEC_TEST_PEAK_KIB=")
+    proc = subprocess.run([sys.executable, str(PEAK), *args], capture_output=True, cwd=ROOT, timeout=300, check=False)
+    stderr, _, peak = proc.stderr.decode().rpartition("\nMLSEC_PEAK_KIB=")
     run = Run(proc.returncode, proc.stdout.decode(), stderr, int(peak) * 1024)
     assert "Traceback" not in run.stderr, run.stderr
     assert run.max_rss < MAX_RSS, f"{args}: peak memory {run.max_rss / 2**20:.0f} MiB"

@@ -9,8 +9,7 @@ import click
 from mlsec.audit_records import record_evaluation
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.options import fail_on_option, ledger_option, record, rules_option
-from mlsec.cli.scan import _parse_output, exit_code, write_output
-from mlsec.errors import UsageError
+from mlsec.cli.scan import exit_code, parse_output, write_output
 from mlsec.findings import Severity
 from mlsec.outputs import FORMATS
 from mlsec.report import ScanReport
@@ -75,12 +74,10 @@ def evaluate_command(
     ledger_path: str | None,
 ) -> None:
     """Load MODEL in a sandbox and attack it, only if it and its dataset passed a static scan."""
-    try:
-        from mlsec.evaluations import evaluate  # noqa: PLC0415 - the [eval] extra
-        from mlsec.evaluations.sandbox import SandboxLimits  # noqa: PLC0415
-    except ImportError as exc:  # pragma: no cover - the package itself is always there
-        raise UsageError(f"evaluations need the eval extra: pip install 'mlsec[eval]' ({exc})") from None
-    wanted = [_parse_output(o) for o in outputs] or [("table", None)]
+    from mlsec.evaluations import evaluate  # noqa: PLC0415 - light; ART and torch load only in the child
+    from mlsec.evaluations.sandbox import SandboxLimits  # noqa: PLC0415
+
+    wanted = [parse_output(o) for o in outputs] or [("table", None)]
     if sum(1 for _, target in wanted if target is None) > 1:
         raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
     ruleset = load_ruleset([Path(d) for d in rules_dirs])

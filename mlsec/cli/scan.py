@@ -33,7 +33,7 @@ from mlsec.rules import load_ruleset
 from mlsec.scan import scan
 
 
-def _parse_output(value: str) -> tuple[str, str | None]:
+def parse_output(value: str) -> tuple[str, str | None]:
     fmt, sep, target = value.partition("=")
     fmt = fmt.strip().lower()
     if fmt not in FORMATS:
@@ -137,7 +137,7 @@ def scan_command(
     **gate_opts: Any,
 ) -> None:
     """Statically scan model files, archives and directories. Never executes them."""
-    wanted = [_parse_output(o) for o in outputs] or [("table", None)]
+    wanted = [parse_output(o) for o in outputs] or [("table", None)]
     if sum(1 for _, target in wanted if target is None) > 1:
         raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
     ruleset = load_ruleset([Path(d) for d in rules_dirs])

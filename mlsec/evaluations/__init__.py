@@ -21,13 +21,13 @@ from mlsec.rules import RuleSet, load_ruleset
 
 SUITES = ("adversarial", "poisoning", "backdoor")
 _SOURCE = "mlsec evaluate"
-# metric, its threshold in rules/evaluations.toml (lists.evaluation_thresholds) and default, whether a value
-# below it (True) or above it raises the rule, the rule, and whether the finding is on the dataset
+# metric, its threshold in rules/evaluations.toml (lists.evaluation_thresholds), whether a value below it
+# (True) or above it raises the rule, the rule, and whether the finding is on the dataset
 _THRESHOLDS = (
-    ("robust_accuracy", "min_robust_accuracy", 0.5, True, "MLSEC-EVAL-001", False),
-    ("label_issue_fraction", "max_label_issue_fraction", 0.05, False, "MLSEC-EVAL-004", True),
-    ("anomaly_index", "max_anomaly_index", 2.0, False, "MLSEC-EVAL-005", False),
-    ("backdoor_success_rate", "max_backdoor_success_rate", 0.2, False, "MLSEC-EVAL-006", False),
+    ("robust_accuracy", "min_robust_accuracy", True, "MLSEC-EVAL-001", False),
+    ("label_issue_fraction", "max_label_issue_fraction", False, "MLSEC-EVAL-004", True),
+    ("anomaly_index", "max_anomaly_index", False, "MLSEC-EVAL-005", False),
+    ("backdoor_success_rate", "max_backdoor_success_rate", False, "MLSEC-EVAL-006", False),
 )
 
 
@@ -69,8 +69,8 @@ def evaluate(
 
         report = scan([str(model), str(data)], ruleset=ruleset)
     model_sha, data_sha = hash_file(str(model)), hash_file(str(data))
-    thresholds = ruleset.lists.get("evaluation_thresholds", {})
-    refuse_at = Severity.parse(thresholds.get("refuse_at", "medium"))
+    thresholds = ruleset.list("evaluation_thresholds")
+    refuse_at = Severity.parse(thresholds["refuse_at"])
     reason = refusal(report, {str(model): model_sha, str(data): data_sha}, refuse_at)
     if reason:
         result = EvaluationResult(
@@ -91,6 +91,7 @@ def evaluate(
         "input_shape": list(input_shape) if input_shape else None,
         "trigger": trigger,
         "trigger_target": trigger_target,
+        "max_anomaly_index": float(thresholds["max_anomaly_index"]),  # Neural Cleanse's verdict, from rules/
     }
     started = time.perf_counter()
     try:
@@ -102,10 +103,10 @@ def evaluate(
     results = [_result(r, answer, model_sha, data_sha) for r in answer["results"]]
     findings = []
     for r in (r for r in results if r.status == "completed"):
-        for metric, key, default, below, rule_id, on_data in _THRESHOLDS:
+        for metric, key, below, rule_id, on_data in _THRESHOLDS:
             if metric not in r.metrics:
                 continue
-            limit, value = float(thresholds.get(key, default)), float(r.metrics[metric])
+            limit, value = float(thresholds[key]), float(r.metrics[metric])
             if value < limit if below else value > limit:
                 path, sha = (str(data), data_sha) if on_data else (str(model), model_sha)
                 findings.append(_finding(ruleset, rule_id, path, sha, f"{r.evidence.summary}; {key} is {limit:g}"))

@@ -3,14 +3,13 @@
 For each class, optimise the smallest mask and pattern that send every sample to that class:
 x' = (1 - m) * x + m * p, minimising cross-entropy to the class plus lambda * |m|_1. A backdoored class
 needs a far smaller mask than the others; the anomaly index of the smallest mask norm (its distance below
-the median in units of 1.4826 * MAD) above 2 flags it (Wang et al., 2019)."""
+the median in units of 1.4826 * MAD) above max_anomaly_index (rules/evaluations.toml; 2 in the paper, Wang
+et al., 2019) flags it."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
-
-ANOMALY_THRESHOLD = 2.0
 
 
 def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[dict[str, Any]]:
@@ -38,12 +37,13 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[d
     mad = float(np.median(np.abs(values - median))) * 1.4826
     suspect = int(np.argmin(values))
     index = float((median - values[suspect]) / mad) if mad > 0 else 0.0
-    flagged = index > ANOMALY_THRESHOLD
+    threshold = float(request["max_anomaly_index"])  # rules/evaluations.toml, sent by the parent
+    flagged = index > threshold
     summary = (
         f"Neural Cleanse anomaly index {index:.2f} "
-        + (f"above {ANOMALY_THRESHOLD:g}: class {suspect} is reached by a trigger of L1 norm {values[suspect]:.2f} "
+        + (f"above {threshold:g}: class {suspect} is reached by a trigger of L1 norm {values[suspect]:.2f} "
            f"against a median of {median:.2f} — a likely backdoor target"
-           if flagged else f"at or below {ANOMALY_THRESHOLD:g}: no class stands out (smallest trigger: class {suspect}, "
+           if flagged else f"at or below {threshold:g}: no class stands out (smallest trigger: class {suspect}, "
            f"L1 norm {values[suspect]:.2f}, median {median:.2f})")
     )  # fmt: skip
     return [

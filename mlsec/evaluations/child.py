@@ -45,21 +45,24 @@ def main() -> int:
 
 
 def load_dataset(path: Path, label_column: str | None) -> tuple[Any, Any]:
-    """Features (every column but the label) and labels, from what the dataset scanner reads."""
+    """Features (every column but the label) and labels, read as the dataset scanner reads them: the format
+    from the bytes, the rows through datasets.reading (bounded lines), the label by the same names."""
     import pandas as pd  # noqa: PLC0415
 
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif suffix in (".jsonl", ".ndjson"):
-        frame = pd.read_json(path, lines=True)
-    elif suffix == ".tsv":
-        frame = pd.read_csv(path, sep="\t")
-    else:
-        frame = pd.read_csv(path)
-    column = label_column or next((c for c in ("label", "target", "y", "class") if c in frame.columns), None)
+    from mlsec import formats  # noqa: PLC0415
+    from mlsec.datasets.profile import LABEL_NAMES  # noqa: PLC0415
+    from mlsec.datasets.reading import chunks  # noqa: PLC0415
+
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+        fh.seek(0)
+        fmt = formats.sniff(head, name=str(path))
+        if fmt not in formats.DATASET_FORMATS:
+            raise SystemExit(f"{path.name}: {fmt!r} is not a dataset format mlsec reads")
+        frame = pd.concat(list(chunks(fmt, fh)), ignore_index=True)
+    column = label_column or next((c for c in frame.columns if str(c).lower() in LABEL_NAMES), None)
     if column is None or column not in frame.columns:
-        raise SystemExit(f"no label column {label_column or '(label, target, y or class)'} in {path.name}")
+        raise SystemExit(f"no label column {label_column or '(' + ', '.join(LABEL_NAMES) + ')'} in {path.name}")
     return frame.drop(columns=[column]).to_numpy(), frame[column].to_numpy()
 
 
@@ -73,6 +76,7 @@ def load_model(path: Path, request: dict[str, Any]) -> Any:
 
         import torch  # noqa: PLC0415
 
+        sys.dont_write_bytecode = True  # an evaluation writes nothing into the user's folder
         sys.path.insert(0, request["factory_path"])
         module, _, name = factory.partition(":")
         model = getattr(importlib.import_module(module), name)()

@@ -16,11 +16,10 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from mlsec.artifacts import Blob
-from mlsec.findings import Finding
+from mlsec.findings import SECOND_ENGINE, Finding
 from mlsec.scanners.base import ScanContext
 
 log = logging.getLogger(__name__)
-SOURCE_PREFIX = "modelscan"
 
 
 def _engines(fmt: str) -> tuple[Any, list[Any]] | None:
@@ -89,5 +88,5 @@ class ModelscanScanner:
                     blob,
                     f"modelscan {engine.name()} reports {module} operator {operator} ({issue.severity.name})",
                     facts={"operator": operator, "modelscan_module": module, "modelscan_severity": issue.severity.name},
-                    source=f"{SOURCE_PREFIX} {__version__}",
+                    source=f"{SECOND_ENGINE} {__version__}",
                 )

@@ -47,10 +47,3 @@ def test_an_operator_no_rule_maps_gets_the_generic_modelscan_rule() -> None:
     unmapped = replace(bundled, lists={**bundled.lists, "modelscan_operators": {}})
     report = scan([fixture("models/malicious/keras_lambda.h5")], ruleset=unmapped)
     assert sorted(f.rule_id for f in report.findings) == ["MLSEC-KERAS-001", "MLSEC-MODELSCAN-001"]
-
-
-def test_the_scan_knows_the_second_engine_by_its_source() -> None:
-    from mlsec.scan import SECOND_ENGINE
-    from mlsec.scanners.modelscan_bridge import SOURCE_PREFIX
-
-    assert SECOND_ENGINE == SOURCE_PREFIX
