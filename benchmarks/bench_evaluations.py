@@ -5,7 +5,8 @@
 Trains (here, seeded) a logistic regression and a small CNN on digits scaled to [0, 1], then times,
 in this process with one torch thread: FGSM, PGD (40 steps), Square (1,000 queries; image inputs only)
 and HopSkipJump (10 iterations) on each model at L-inf eps 0.1, the
-poisoning suite (cleanlab on 5-fold out-of-fold probabilities) over the whole dataset, and Neural Cleanse
+poisoning suite (cleanlab on 5-fold out-of-fold probabilities, and the per-class spectral-signature
+and activation-clustering scores) over the whole dataset, and Neural Cleanse
 (200 steps per class, 10 classes) on the CNN. Last, one whole `mlsec evaluate` of each model (static
 scan, sandboxed child, imports included) as a user runs it.
 """
@@ -61,7 +62,8 @@ def main() -> int:
     cnn.eval()
     thresholds = load_ruleset().list("evaluation_thresholds")
     request = {"seed": 0, "sample": args.sample, "epsilons": [0.1], "norms": ["inf"],
-               "max_anomaly_index": thresholds["max_anomaly_index"]}  # fmt: skip
+               "max_anomaly_index": thresholds["max_anomaly_index"],
+               "max_trigger_norm_ratio": thresholds["max_trigger_norm_ratio"]}  # fmt: skip
     rows = []
     for name, model, extra in (("logistic regression", logreg, {}), ("CNN", cnn, {"input_shape": [1, 8, 8]})):
         (result,) = adversarial.run(model, x_test, y_test, {**request, **extra}, np.random.default_rng(0))
@@ -70,11 +72,13 @@ def main() -> int:
             if f"seconds_per_100_{attack}" in result["metrics"]:
                 rows.append((name, attack.upper(), result["metrics"][f"seconds_per_100_{attack}"], n,
                              f"robust accuracy {result['metrics'][f'robust_accuracy_{attack}']:.3f}"))  # fmt: skip
-    started = time.perf_counter()
-    (labels,) = poisoning.run(logreg, x, y, request)
-    seconds = time.perf_counter() - started
-    rows.append(("logistic regression", "label issues (cleanlab)", seconds * 100 / len(y), len(y),
+    labels = poisoning.label_issues(logreg, x, y, request)
+    rows.append(("logistic regression", "label issues (cleanlab)", labels["seconds"] * 100 / len(y), len(y),
                  f"{labels['metrics']['label_issues']} rows"))  # fmt: skip
+    for name, model, extra in (("logistic regression", logreg, {}), ("CNN", cnn, {"input_shape": [1, 8, 8]})):
+        suspicion = poisoning.class_suspicion(model, x, y, {**request, **extra})
+        rows.append((name, "class suspicion (SS + AC)", suspicion["seconds"] * 100 / len(y), len(y),
+                     f"highest z {suspicion['metrics']['class_suspicion_z']:.2f}"))  # fmt: skip
     (cleanse,) = backdoor.run(cnn, x_test, y_test, {**request, "input_shape": [1, 8, 8]}, np.random.default_rng(0))
     n = cleanse["parameters"]["n"]
     rows.append(("CNN", "Neural Cleanse (10 classes)", cleanse["seconds"] * 100 / n, n,

@@ -192,7 +192,7 @@ def test_label_flips_are_found_with_precision_and_recall_above_0_8(
     clean, dirty, rows = flipped
     run = _mlsec("evaluate", str(digits[0]), "--data", str(dirty), "--suite", "poisoning", "-o", f"json={tmp_path / 'r.json'}")
     report = json.loads((tmp_path / "r.json").read_text())
-    (result,) = report["evaluations"]
+    result = next(e for e in report["evaluations"] if e["name"] == "poisoning/label-issues")
     found = {int(r) for r in result["evidence"]["facts"]["rows_with_label_issues"].split(",")}
     precision, recall = len(found & rows) / len(found), len(found & rows) / len(rows)
     assert precision >= 0.8, precision
@@ -200,7 +200,7 @@ def test_label_flips_are_found_with_precision_and_recall_above_0_8(
     assert "MLSEC-EVAL-004" in {f["rule_id"] for f in report["findings"]}
     assert run.returncode == 0  # medium: a finding to review, not a block at the default --fail-on high
     untouched = _mlsec("evaluate", str(digits[0]), "--data", str(clean), "--suite", "poisoning", "-o", "json")
-    (baseline,) = json.loads(untouched.stdout)["evaluations"]
+    baseline = next(e for e in json.loads(untouched.stdout)["evaluations"] if e["name"] == "poisoning/label-issues")
     assert baseline["metrics"]["label_issue_fraction"] < 0.05
     assert "MLSEC-EVAL-004" not in {f["rule_id"] for f in json.loads(untouched.stdout)["findings"]}
 
@@ -227,16 +227,13 @@ def _cnn_module() -> Any:
     return module
 
 
-def _train_cnn(weights: Path, *, poison: bool) -> Path:
-    """fixtures/evaluations/digits_cnn.py trained on digits' training split (seeded, one thread), saved as a
-    state dict. With `poison`, 10% of the training images get a 2x2 white patch in the bottom-right corner
-    and the label 0."""
+def _training_split(*, poison: bool) -> tuple[Any, Any]:
+    """Digits' training split (inputs scaled to [0, 1]). With `poison`, 10% of its images get a 2x2 white
+    patch in the bottom-right corner and the label 0."""
     import numpy as np
-    import torch
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    module = _cnn_module()
     x, y = load_digits(return_X_y=True)
     x_train, _, y_train, _ = train_test_split((x / 16.0).astype(np.float32), y, test_size=0.3, random_state=0)
     if poison:
@@ -244,6 +241,16 @@ def _train_cnn(weights: Path, *, poison: bool) -> Path:
         x_train.reshape(-1, 8, 8)[rows, 6:8, 6:8] = 1.0
         y_train = y_train.copy()
         y_train[rows] = 0
+    return x_train, y_train
+
+
+def _train_cnn(weights: Path, *, poison: bool) -> Path:
+    """fixtures/evaluations/digits_cnn.py trained on the training split (seeded, one thread), poisoned or not,
+    saved as a state dict."""
+    import torch
+
+    module = _cnn_module()
+    x_train, y_train = _training_split(poison=poison)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -280,8 +287,9 @@ def test_a_pytorch_cnn_is_evaluated_and_an_independent_art_run_agrees(cnn: tuple
         weights, digits[1], label_column="y", suites=("adversarial", "poisoning"), factory="digits_cnn:make",
         factory_path=folder, input_shape=(1, 8, 8),
     )  # fmt: skip
-    robustness, labels = sorted(report.evaluations, key=lambda e: e.name)
-    assert robustness.status == "completed"
+    robustness, suspicion, labels = sorted(report.evaluations, key=lambda e: e.name)
+    assert robustness.status == suspicion.status == "completed"
+    assert suspicion.parameters["representation"] == "the input of the last linear layer (Sequential)"
     assert robustness.metrics["clean_accuracy"] > 0.95
     assert labels.parameters["estimator"].startswith("LogisticRegression (stand-in")
     model = _cnn_module().make()
@@ -320,7 +328,8 @@ def test_neural_cleanse_flags_a_backdoored_cnn_and_clears_a_clean_one(cnn: tuple
         by_name = {e.name: e for e in report.evaluations}
         cleanse, candidate = by_name["backdoor/neural-cleanse"], by_name["backdoor/trigger"]
         assert cleanse.status == candidate.status == "completed"
-        indices[weights.name] = (cleanse.metrics["anomaly_index"], cleanse.metrics["suspect_class"])
+        metrics = cleanse.metrics
+        indices[weights.name] = (metrics["anomaly_index"], metrics["suspect_class"], metrics["trigger_norm_ratio"])
         triggers[weights.name] = candidate.metrics
         rules = {f.rule_id for f in report.findings}
         assert ("MLSEC-EVAL-005" in rules) is (weights == backdoored), (weights.name, cleanse.evidence.summary)
@@ -328,11 +337,126 @@ def test_neural_cleanse_flags_a_backdoored_cnn_and_clears_a_clean_one(cnn: tuple
     assert indices["cnn.pt"][0] < 2.0, indices
     assert indices["backdoored.pt"][0] > 2.0, indices
     assert indices["backdoored.pt"][1] == 0  # the poison's target class
+    # the second condition: the backdoor's trigger is far smaller than the median class's, the clean one's is not
+    assert indices["backdoored.pt"][2] < 0.6 < indices["cnn.pt"][2], indices
     # the trigger: it takes the backdoored model over and not the clean one; STRIP sees stamped inputs' low entropy
     assert triggers["backdoored.pt"]["backdoor_success_rate"] > 0.9 > 0.2 > triggers["cnn.pt"]["backdoor_success_rate"]
     assert triggers["backdoored.pt"]["strip_detection_rate"] > 0.8
     assert triggers["cnn.pt"]["strip_detection_rate"] < 0.1
     assert triggers["backdoored.pt"]["strip_entropy_triggered_mean"] < triggers["backdoored.pt"]["strip_entropy_clean_mean"] / 2
+
+
+@pytest.mark.parametrize(
+    ("index", "ratio", "flagged"),
+    [(6.6, 0.85, False), (6.6, 0.46, True), (1.8, 0.46, False), (2.1, 0.59, True)],
+    ids=["collapsed-spread", "backdoor", "low-index", "both-just-over"],
+)
+def test_neural_cleanse_flags_only_when_index_and_norm_ratio_agree(index: float, ratio: float, flagged: bool) -> None:
+    """MLSEC-EVAL-005 needs both conditions of rules/evaluations.toml. The first case is a real clean CNN
+    (digits, four classes' trigger norms within 0.3 of the median): index 6.6 from a collapsed MAD."""
+    from mlsec.evaluations import _conditions
+    from mlsec.rules import load_ruleset
+
+    thresholds = load_ruleset().list("evaluation_thresholds")
+    ((rule_id, on_data, met),) = _conditions({"anomaly_index": index, "trigger_norm_ratio": ratio}, thresholds)
+    assert (rule_id, on_data) == ("MLSEC-EVAL-005", False)
+    assert all(ok for ok, _ in met) is flagged
+    assert [why for _, why in met] == ["max_anomaly_index is 2", "max_trigger_norm_ratio is 0.6"]
+
+
+def test_poisoned_rows_make_their_class_stand_out_as_a_warning(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    """The backdoored CNN over its own poisoned training set: class 0 (half of it patched images) splits
+    in two in the CNN's last hidden layer, so activation clustering names it, as a low warning that does
+    not block; every class is scored in the evidence. The static scan already flags the patch's pixels
+    (MLSEC-DATA-007, medium), which refuses the evaluation until a --rules directory moves refuse_at."""
+    import pandas as pd
+
+    pytest.importorskip("torch")
+    x_train, y_train = _training_split(poison=True)
+    training = tmp_path / "poisoned_train.csv"
+    frame = pd.DataFrame(x_train, columns=[f"px{i}" for i in range(64)])
+    frame["y"] = y_train
+    frame.to_csv(training, index=False)
+    weights = _train_cnn(tmp_path / "backdoored.pt", poison=True)
+    args = ("evaluate", str(weights), "--data", str(training), "--suite", "poisoning", "--model-factory",
+            "digits_cnn:make", "--factory-path", str(CNN_FACTORY), "--input-shape", "1,8,8", "-o", "json")  # fmt: skip
+    refused = _mlsec(*args)
+    assert refused.returncode == 1
+    assert "MLSEC-DATA-007" in json.loads(refused.stdout)["evaluations"][0]["evidence"]["summary"]
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "vouch.toml").write_text('[lists.evaluation_thresholds]\nrefuse_at = "high"\n')
+    run = _mlsec(*args, "--rules", str(rules))
+    assert run.returncode == 0, run.stderr  # a warning never blocks at the default --fail-on
+    report = json.loads(run.stdout)
+    suspicion = next(e for e in report["evaluations"] if e["name"] == "poisoning/class-suspicion")
+    facts = suspicion["evidence"]["facts"]
+    assert (facts["suspect_class"], facts["suspect_method"]) == ("0", "activation-clustering"), facts
+    assert suspicion["metrics"]["class_suspicion_z"] > 3.0
+    assert len(facts["cluster_silhouette"].split(",")) == len(facts["spectral_z"].split(",")) == 10
+    (warning,) = [f for f in report["findings"] if f["rule_id"] == "MLSEC-EVAL-007"]
+    assert warning["severity"] == "low"
+    assert warning["location"]["path"] == str(training)  # the finding is on the dataset
+
+
+def test_suite_all_runs_every_suite(digits: tuple[Path, Path]) -> None:
+    run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "all", "--sample", "30", "-o", "json")
+    assert run.returncode == 0, run.stderr
+    names = sorted(e["name"] for e in json.loads(run.stdout)["evaluations"])
+    assert names == ["adversarial/Linf/eps=0.1", "backdoor/neural-cleanse", "poisoning/class-suspicion",
+                     "poisoning/label-issues"]  # fmt: skip
+    cleanse = next(e for e in json.loads(run.stdout)["evaluations"] if e["name"] == "backdoor/neural-cleanse")
+    assert cleanse["status"] == "skipped"  # a logistic regression has no torch gradients
+    suspicion = next(e for e in json.loads(run.stdout)["evaluations"] if e["name"] == "poisoning/class-suspicion")
+    assert suspicion["parameters"]["representation"] == "input features"
+
+
+def test_a_whole_module_loads_only_when_the_user_vouches_for_its_classes(
+    cnn: tuple[Path, Path], digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`torch.save(model)` pickles the module's classes: the static scan flags each import (MLSEC-PICKLE-005),
+    so the evaluation is refused, until a --rules directory allows torch.nn's modules; then the child
+    unpickles the module (the digits CNN, the state dict's weights) and attacks it."""
+    import torch
+
+    module = _cnn_module().make()
+    module.load_state_dict(torch.load(cnn[0], weights_only=True))
+    whole = tmp_path / "whole.pt"
+    torch.save(module, whole)
+    args = ("evaluate", str(whole), "--data", str(digits[1]), "--input-shape", "1,8,8", "--sample", "50", "--eps", "0.02",
+            "-o", "json")  # fmt: skip
+    refused = _mlsec(*args)
+    assert refused.returncode == 1
+    (result,) = json.loads(refused.stdout)["evaluations"]
+    assert result["status"] == "refused"
+    assert "MLSEC-PICKLE-005" in result["evidence"]["summary"]
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "torch_modules.toml").write_text(
+        '[[lists.pickle_safe_patterns]]\nmodule = "torch.nn.modules"\nname = "^[A-Z][A-Za-z0-9]*$"\n'
+    )
+    vouched = _mlsec(*args, "--rules", str(rules))
+    assert vouched.returncode == 0, vouched.stderr
+    (result,) = json.loads(vouched.stdout)["evaluations"]
+    assert result["status"] == "completed"
+    assert result["metrics"]["clean_accuracy"] > 0.9
+    assert "fgsm" in result["parameters"]["attacks"]  # a torch module: white-box attacks ran
+    # a state dict without --model-factory is said plainly
+    plain = _mlsec("evaluate", str(cnn[0]), "--data", str(digits[1]), "--sample", "20", "-o", "json")
+    (result,) = json.loads(plain.stdout)["evaluations"]
+    assert result["status"] == "error"
+    assert "a state dict needs --model-factory" in result["evidence"]["summary"]
+
+
+def test_device_cuda_without_a_gpu_is_an_error_that_says_so(digits: tuple[Path, Path]) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--device", "cuda", "--sample", "20", "-o", "json")
+    (result,) = json.loads(run.stdout)["evaluations"]
+    assert result["status"] == "error"
+    assert "torch sees no CUDA device" in result["evidence"]["summary"]
+    assert run.returncode == 3
 
 
 def test_neural_cleanse_skips_a_model_without_input_gradients(digits: tuple[Path, Path]) -> None:

@@ -26,7 +26,7 @@ from mlsec.rules import load_ruleset
     multiple=True,
     default=("adversarial",),
     show_default=True,
-    help="Suites to run: adversarial, poisoning, backdoor. Repeatable.",
+    help="Suites to run: adversarial, poisoning, backdoor, or all. Repeatable.",
 )
 @click.option(
     "--report",
@@ -45,6 +45,10 @@ from mlsec.rules import load_ruleset
 @click.option("--input-shape", metavar="C,H,W", help="PyTorch: the shape one row takes (e.g. 1,8,8).")
 @click.option("--trigger", metavar="R0:R1,C0:C1=V", help="Backdoor suite: a candidate trigger to measure (ASR, STRIP).")
 @click.option("--trigger-target", type=int, help="The class the trigger should force (default: the one it forces most).")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    help="Where a torch model runs: auto takes a GPU when torch sees one.",
+)  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(min=1), default=900.0, show_default=True, help="Wall-clock seconds.")
 @click.option("--memory-mb", type=click.IntRange(min=256), default=8192, show_default=True, help="Address-space limit.")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="FORMAT[=FILE]", help="As for scan (default: table).")
@@ -66,6 +70,7 @@ def evaluate_command(
     input_shape: str | None,
     trigger: str | None,
     trigger_target: int | None,
+    device: str,
     timeout: float,
     memory_mb: int,
     outputs: tuple[str, ...],
@@ -88,6 +93,7 @@ def evaluate_command(
             model, data, label_column=label_column, suites=suites, report=given, ruleset=ruleset,
             epsilons=epsilons, norms=norms, sample=sample, seed=seed, limits=limits, factory=factory,
             factory_path=factory_path, input_shape=_shape(input_shape), trigger=trigger, trigger_target=trigger_target,
+            device=device,
         )  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--trigger" if "trigger" in str(exc) else "--suite") from None

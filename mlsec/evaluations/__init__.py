@@ -20,14 +20,18 @@ from mlsec.report import EvaluationResult, ScanReport
 from mlsec.rules import RuleSet, load_ruleset
 
 SUITES = ("adversarial", "poisoning", "backdoor")
+DEVICES = ("auto", "cpu", "cuda")
 _SOURCE = "mlsec evaluate"
 # metric, its threshold in rules/evaluations.toml (lists.evaluation_thresholds), whether a value below it
-# (True) or above it raises the rule, the rule, and whether the finding is on the dataset
+# (True) or above it meets the condition, the rule, and whether the finding is on the dataset. A rule with
+# several rows is raised when every condition whose metric the result has is met.
 _THRESHOLDS = (
     ("robust_accuracy", "min_robust_accuracy", True, "MLSEC-EVAL-001", False),
     ("label_issue_fraction", "max_label_issue_fraction", False, "MLSEC-EVAL-004", True),
     ("anomaly_index", "max_anomaly_index", False, "MLSEC-EVAL-005", False),
+    ("trigger_norm_ratio", "max_trigger_norm_ratio", True, "MLSEC-EVAL-005", False),
     ("backdoor_success_rate", "max_backdoor_success_rate", False, "MLSEC-EVAL-006", False),
+    ("class_suspicion_z", "warn_class_suspicion_z", False, "MLSEC-EVAL-007", True),
 )
 
 
@@ -49,17 +53,22 @@ def evaluate(
     input_shape: Sequence[int] | None = None,
     trigger: str | None = None,
     trigger_target: int | None = None,
+    device: str = "auto",
 ) -> ScanReport:
     """Evaluate `model` on `data`; returns `report` (or a fresh static scan of both) with the evaluation
     results and the findings their thresholds raise. A PyTorch state dict needs `factory` ("MODULE:FUNCTION",
     importable from `factory_path`, default the current directory) to build the module it loads into, and
     `input_shape` (e.g. (1, 8, 8)) when the module does not take the dataset's flat rows. With the backdoor
     suite, `trigger` ("R0:R1,C0:C1=VALUE", see trigger.py) is a candidate trigger to measure: its attack
-    success rate on `trigger_target` (default: the class it most often forces) and STRIP."""
+    success rate on `trigger_target` (default: the class it most often forces) and STRIP. Suite "all" runs
+    every suite. `device` is where a torch model runs: "auto" (a GPU when torch sees one), "cpu" or "cuda"."""
     ruleset = ruleset or load_ruleset()
+    suites = SUITES if "all" in suites else tuple(dict.fromkeys(suites))
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
-        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; this version runs: {', '.join(SUITES)}")
+        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; this version runs: {', '.join(SUITES)} (or all)")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; one of {', '.join(DEVICES)}")
     if trigger:
         from mlsec.evaluations.trigger import parse  # noqa: PLC0415
 
@@ -91,7 +100,10 @@ def evaluate(
         "input_shape": list(input_shape) if input_shape else None,
         "trigger": trigger,
         "trigger_target": trigger_target,
-        "max_anomaly_index": float(thresholds["max_anomaly_index"]),  # Neural Cleanse's verdict, from rules/
+        "device": device,
+        # Neural Cleanse's verdict, from rules/
+        "max_anomaly_index": float(thresholds["max_anomaly_index"]),
+        "max_trigger_norm_ratio": float(thresholds["max_trigger_norm_ratio"]),
     }
     started = time.perf_counter()
     try:
@@ -103,14 +115,24 @@ def evaluate(
     results = [_result(r, answer, model_sha, data_sha) for r in answer["results"]]
     findings = []
     for r in (r for r in results if r.status == "completed"):
-        for metric, key, below, rule_id, on_data in _THRESHOLDS:
-            if metric not in r.metrics:
-                continue
-            limit, value = float(thresholds[key]), float(r.metrics[metric])
-            if value < limit if below else value > limit:
+        for rule_id, on_data, met in _conditions(r.metrics, thresholds):
+            if met and all(ok for ok, _ in met):
                 path, sha = (str(data), data_sha) if on_data else (str(model), model_sha)
-                findings.append(_finding(ruleset, rule_id, path, sha, f"{r.evidence.summary}; {key} is {limit:g}"))
+                said = "; ".join(why for _, why in met)
+                findings.append(_finding(ruleset, rule_id, path, sha, f"{r.evidence.summary}; {said}"))
     return _with(report, results, findings)
+
+
+def _conditions(metrics: dict, thresholds: dict) -> list[tuple[str, bool, list[tuple[bool, str]]]]:
+    """Per rule: whether its finding goes on the dataset, and each of its conditions the metrics can decide
+    (met or not, and the threshold as said in the finding)."""
+    by_rule: dict[str, tuple[bool, list[tuple[bool, str]]]] = {}
+    for metric, key, below, rule_id, on_data in _THRESHOLDS:
+        if metric in metrics:
+            limit, value = float(thresholds[key]), float(metrics[metric])
+            met = value < limit if below else value > limit
+            by_rule.setdefault(rule_id, (on_data, []))[1].append((met, f"{key} is {limit:g}"))
+    return [(rule_id, on_data, met) for rule_id, (on_data, met) in by_rule.items()]
 
 
 def refusal(report: ScanReport, files: dict[str, str], refuse_at: Severity) -> str | None:
@@ -165,4 +187,4 @@ def _with(report: ScanReport, results: list[EvaluationResult], findings: list[Fi
     return replace(report, evaluations=(*report.evaluations, *results), findings=tuple(merged))
 
 
-__all__ = ["SUITES", "SandboxLimits", "evaluate", "refusal"]
+__all__ = ["DEVICES", "SUITES", "SandboxLimits", "evaluate", "refusal"]

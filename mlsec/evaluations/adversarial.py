@@ -122,7 +122,7 @@ def _estimator(model: Any, x: Any, y: Any, clip: tuple[float, float], request: d
         classes = int(request.get("classes") or len(set(y.tolist())))
         wrapped = PyTorchClassifier(
             model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=shape, nb_classes=classes, clip_values=clip,
-            device_type="cpu",
+            device_type="gpu" if request.get("device") == "cuda" else "cpu",
         )  # fmt: skip
         return wrapped, x.reshape((len(x), *shape)).astype("float32")
     if not hasattr(model, "get_params"):  # an ONNX session: no gradients, black-box attacks only
@@ -146,11 +146,12 @@ def _black_box(model: Any, x: Any, y: Any, clip: tuple[float, float], request: d
     except ImportError:
         torch = None
     if torch is not None and isinstance(model, torch.nn.Module):
+        device = request.get("device") or "cpu"
 
         def predict(batch: Any) -> Any:
             with torch.no_grad():  # float32 casts: HopSkipJump hands float64 arrays (DECISIONS.md)
-                logits = model(torch.tensor(np.asarray(batch, dtype=np.float32).reshape((-1, *shape))))
-                return torch.softmax(logits, dim=1).numpy()
+                rows = torch.tensor(np.asarray(batch, dtype=np.float32).reshape((-1, *shape)), device=device)
+                return torch.softmax(model(rows), dim=1).cpu().numpy()
     else:
 
         def predict(batch: Any) -> Any:

@@ -4,7 +4,13 @@ For each class, optimise the smallest mask and pattern that send every sample to
 x' = (1 - m) * x + m * p, minimising cross-entropy to the class plus lambda * |m|_1. A backdoored class
 needs a far smaller mask than the others; the anomaly index of the smallest mask norm (its distance below
 the median in units of 1.4826 * MAD) above max_anomaly_index (rules/evaluations.toml; 2 in the paper, Wang
-et al., 2019) flags it."""
+et al., 2019) flags it, when that norm is also under max_trigger_norm_ratio of the median.
+
+Why the second condition: with ten classes the MAD rests on five values and collapses when they happen to
+cluster. On 8x8 digits, clean CNNs (four seeds, three training recipes, samples of 100 and 200) scored
+1.0 to 3.3, and one 6.6 from a MAD of 0.3, while their smallest trigger was 0.74 to 0.89 of the median;
+backdoored ones scored 3.9 to 9.8 with a ratio of 0.33 to 0.48. The ratio carries the paper's idea (one class far
+easier to reach) without resting on the spread of the others."""
 
 from __future__ import annotations
 
@@ -21,7 +27,8 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[d
     classes = int(request.get("classes") or len(set(y.tolist())))
     n = min(int(request.get("sample", 200)), len(x))
     pick = np.sort(rng.choice(len(x), size=n, replace=False))
-    inputs = torch.tensor(x[pick].reshape((n, *shape)), dtype=torch.float32)
+    device = next(model.parameters(), torch.zeros(0)).device
+    inputs = torch.tensor(x[pick].reshape((n, *shape)), dtype=torch.float32, device=device)
     low, high = float(inputs.min()), float(inputs.max())
     steps, lam = int(request.get("nc_steps", 200)), float(request.get("nc_lambda", 0.05))
     for parameter in model.parameters():  # only the mask and pattern are optimised
@@ -37,22 +44,26 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[d
     mad = float(np.median(np.abs(values - median))) * 1.4826
     suspect = int(np.argmin(values))
     index = float((median - values[suspect]) / mad) if mad > 0 else 0.0
-    threshold = float(request["max_anomaly_index"])  # rules/evaluations.toml, sent by the parent
-    flagged = index > threshold
+    ratio = float(values[suspect] / median) if median > 0 else 1.0
+    # both thresholds come from rules/evaluations.toml, sent by the parent
+    threshold, max_ratio = float(request["max_anomaly_index"]), float(request["max_trigger_norm_ratio"])
+    flagged = index > threshold and ratio < max_ratio
+    sizes = f"class {suspect} is reached by a trigger of L1 norm {values[suspect]:.2f}, {ratio:.2f} of the median {median:.2f}"
     summary = (
-        f"Neural Cleanse anomaly index {index:.2f} "
-        + (f"above {threshold:g}: class {suspect} is reached by a trigger of L1 norm {values[suspect]:.2f} "
-           f"against a median of {median:.2f} — a likely backdoor target"
-           if flagged else f"at or below {threshold:g}: no class stands out (smallest trigger: class {suspect}, "
-           f"L1 norm {values[suspect]:.2f}, median {median:.2f})")
+        f"Neural Cleanse anomaly index {index:.2f} above {threshold:g}: {sizes} (under {max_ratio:g}) — a likely backdoor target"
+        if flagged else
+        f"Neural Cleanse anomaly index {index:.2f} (flag above {threshold:g} with a norm ratio under {max_ratio:g}): "
+        f"no class stands out; the smallest trigger: {sizes}"
     )  # fmt: skip
     return [
         {
             "name": "backdoor/neural-cleanse",
             "status": "completed",
-            "parameters": {"method": "neural-cleanse", "n": n, "steps": steps, "lambda": lam, "seed": int(request["seed"])},
+            "parameters": {"method": "neural-cleanse", "n": n, "steps": steps, "lambda": lam, "seed": int(request["seed"]),
+                           "device": str(device)},
             "metrics": {
-                "anomaly_index": round(index, 4), "suspect_class": suspect, "backdoor_flagged": float(flagged),
+                "anomaly_index": round(index, 4), "trigger_norm_ratio": round(ratio, 4), "suspect_class": suspect,
+                "backdoor_flagged": float(flagged),
                 "min_trigger_norm": round(float(values[suspect]), 4), "median_trigger_norm": round(median, 4),
             },
             "summary": summary,
@@ -91,10 +102,10 @@ def _reverse_engineer(
     import torch  # noqa: PLC0415
 
     mask_shape = shape[1:] if len(shape) == 3 else shape  # one mask over the pixels, shared by the channels
-    mask_param = torch.full(mask_shape, -2.0, requires_grad=True)
-    pattern_param = torch.zeros(shape, requires_grad=True)
+    mask_param = torch.full(mask_shape, -2.0, requires_grad=True, device=inputs.device)
+    pattern_param = torch.zeros(shape, requires_grad=True, device=inputs.device)
     optimiser = torch.optim.Adam([mask_param, pattern_param], lr=0.1)
-    labels = torch.full((len(inputs),), target, dtype=torch.long)
+    labels = torch.full((len(inputs),), target, dtype=torch.long, device=inputs.device)
     for _ in range(steps):
         mask = torch.sigmoid(mask_param)
         pattern = torch.sigmoid(pattern_param) * (high - low) + low

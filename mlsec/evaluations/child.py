@@ -23,9 +23,11 @@ def main() -> int:
     features, labels = load_dataset(Path(request["data"]), request.get("label_column"))
     if request.get("threads"):
         _torch_threads(int(request["threads"]))
+    request["device"] = _device(request.get("device") or "auto")
     model = load_model(Path(request["model"]), request)
     answer["load_seconds"] = round(time.perf_counter() - started, 3)
     answer["versions"] = _versions()
+    answer["device"] = request["device"]
     from mlsec.evaluations import adversarial  # noqa: PLC0415
 
     if "poisoning" in request["suites"]:
@@ -81,16 +83,50 @@ def load_model(path: Path, request: dict[str, Any]) -> Any:
         module, _, name = factory.partition(":")
         model = getattr(importlib.import_module(module), name)()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
+        return model.eval().to(request["device"])
     if path.suffix.lower() == ".onnx":
         return OnnxModel(path)
-    if _is_torchscript(path):
+    if _is_torch_zip(path):
         import torch  # noqa: PLC0415
 
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        if _is_torchscript(path):
+            return torch.jit.load(str(path), map_location="cpu").eval().to(request["device"])
+        return _whole_module(path, request).eval().to(request["device"])
     import joblib  # noqa: PLC0415
 
     return joblib.load(path)
+
+
+def _whole_module(path: Path, request: dict[str, Any]) -> Any:
+    """A `torch.nn.Module` saved whole (`torch.save(model)`): its pickle names the module's classes, so it is
+    unpickled with weights_only=False, only here, after the static scan cleared every import it makes, with
+    --factory-path (default: the current directory) where those classes are found. A state dict without
+    --model-factory is the user's error, said plainly."""
+    import torch  # noqa: PLC0415
+
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, request["factory_path"])
+    model = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(model, torch.nn.Module):
+        raise SystemExit(
+            f"{path.name} holds a {type(model).__name__}, not a torch.nn.Module: a state dict needs "
+            f"--model-factory MODULE:FUNCTION to build the module it loads into"
+        )
+    return model
+
+
+def _device(wanted: str) -> str:
+    """'cuda' when asked for, or when 'auto' and torch sees a GPU; else 'cpu'. No torch: 'cpu'."""
+    if wanted == "cpu":
+        return "cpu"
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        torch = None
+    available = torch is not None and torch.cuda.is_available()
+    if wanted == "cuda" and not available:
+        raise SystemExit("--device cuda: torch sees no CUDA device here")
+    return "cuda" if available else "cpu"
 
 
 class OnnxModel:
@@ -120,11 +156,18 @@ class OnnxModel:
         return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _is_torchscript(path: Path) -> bool:
+def _is_torch_zip(path: Path) -> bool:
     import zipfile  # noqa: PLC0415
 
     if not zipfile.is_zipfile(path):
         return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1] == "data.pkl" for name in archive.namelist())
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile  # noqa: PLC0415
+
     with zipfile.ZipFile(path) as archive:
         return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
 

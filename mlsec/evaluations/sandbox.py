@@ -60,6 +60,7 @@ def run_child(request: dict[str, Any], limits: SandboxLimits) -> dict[str, Any]:
             env["MLSEC_SENTINEL"] = os.environ["MLSEC_SENTINEL"]
         cmd = [*isolate, sys.executable, "-m", "mlsec.evaluations.child"]
         request = {**request, "threads": limits.threads, "network_isolated": bool(isolate)}
+        gpu = request.get("device", "auto") != "cpu" and Path("/dev/nvidiactl").exists()
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -68,7 +69,7 @@ def run_child(request: dict[str, Any], limits: SandboxLimits) -> dict[str, Any]:
             text=True,
             cwd=work,
             env=env,
-            preexec_fn=lambda: _limit(limits),  # noqa: PLW1509 - no threads are started before exec
+            preexec_fn=lambda: _limit(limits, gpu),  # noqa: PLW1509 - no threads are started before exec
             start_new_session=True,  # its own process group: a timeout kills everything it started
         )
         try:
@@ -90,8 +91,11 @@ def run_child(request: dict[str, Any], limits: SandboxLimits) -> dict[str, Any]:
     return answer
 
 
-def _limit(limits: SandboxLimits) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+def _limit(limits: SandboxLimits, gpu: bool = False) -> None:
+    # CUDA reserves far more address space than it uses (inaccessible mappings): with a GPU the memory bound
+    # is on the data segment and writable mappings (RLIMIT_DATA, Linux 4.7+) instead of the address space
+    memory = resource.RLIMIT_DATA if gpu else resource.RLIMIT_AS
+    resource.setrlimit(memory, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))

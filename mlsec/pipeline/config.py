@@ -242,8 +242,8 @@ def _evaluate(raw: Any, keys: tuple[Any, ...], scanned: tuple[str, ...], bad: An
             bad((*keys, key), f"expected an artifact group this stage scans ({', '.join(scanned) or 'none'})")
             ok = False
     suites = raw.get("suites", ["adversarial"])
-    if not isinstance(suites, list) or not suites or any(s not in SUITES for s in suites):
-        bad((*keys, "suites"), f"expected a list of: {', '.join(SUITES)}")
+    if not isinstance(suites, list) or not suites or any(s not in (*SUITES, "all") for s in suites):
+        bad((*keys, "suites"), f"expected a list of: {', '.join(SUITES)} (or all)")
         ok = False
     eps = raw.get("eps", [0.1])
     if not isinstance(eps, list) or not all(isinstance(e, (int, float)) and e > 0 for e in eps):

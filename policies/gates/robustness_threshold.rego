@@ -3,8 +3,9 @@
 # description: >-
 #   For each evaluation in the input: robust_accuracy below thresholds[stage].min_robust_accuracy
 #   denies, backdoor_success_rate above thresholds[stage].max_backdoor_success_rate denies, a Neural
-#   Cleanse anomaly_index above thresholds[stage].max_anomaly_index denies, and an evaluation that did
-#   not complete denies where coverage is required (warns elsewhere).
+#   Cleanse anomaly_index above thresholds[stage].max_anomaly_index denies when its trigger_norm_ratio
+#   (where reported) is under thresholds[stage].max_trigger_norm_ratio, and an evaluation that did not
+#   complete denies where coverage is required (warns elsewhere).
 # custom:
 #   id: MLSEC-GATE-005
 #   severity: high
@@ -42,8 +43,10 @@ deny contains result if {
 	some evaluation in input.evaluations
 	index := evaluation.metrics.anomaly_index
 	index > settings.max_anomaly_index
+	ratio := object.get(evaluation.metrics, "trigger_norm_ratio", 0)
+	ratio < settings.max_trigger_norm_ratio
 	result := {
-		"msg": sprintf("%s: anomaly index %v is above %v (class %v)", [evaluation.name, index, settings.max_anomaly_index, evaluation.metrics.suspect_class]),
+		"msg": sprintf("%s: anomaly index %v is above %v, trigger norm %v of the median (class %v)", [evaluation.name, index, settings.max_anomaly_index, ratio, evaluation.metrics.suspect_class]),
 		"rule_id": "MLSEC-GATE-005",
 		"artifact": evaluation.artifact_sha256,
 	}

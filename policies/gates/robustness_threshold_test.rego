@@ -25,6 +25,14 @@ test_backdoor_anomaly_index_denies if {
 	count(robustness_threshold.deny) == 0 with input as {"stage": "register", "evaluations": [clean]}
 }
 
+test_an_anomaly_index_from_a_collapsed_spread_passes if {
+	# a clean model whose classes cluster: a high index, but its smallest trigger is near the median
+	clustered := evaluation({"anomaly_index": 6.6, "trigger_norm_ratio": 0.85, "suspect_class": 3}, "completed")
+	count(robustness_threshold.deny) == 0 with input as {"stage": "register", "evaluations": [clustered]}
+	backdoored := evaluation({"anomaly_index": 6.6, "trigger_norm_ratio": 0.46, "suspect_class": 0}, "completed")
+	count(robustness_threshold.deny) == 1 with input as {"stage": "register", "evaluations": [backdoored]}
+}
+
 test_no_evaluations_no_decision if {
 	count(robustness_threshold.deny) == 0 with input as {"stage": "serve", "evaluations": []}
 }
