@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from typing import Any
@@ -9,25 +10,42 @@ from typing import Any
 import click
 
 from mlsec import __version__
-from mlsec.cli.audit import audit_group
-from mlsec.cli.bom import bom_command
-from mlsec.cli.cache import cache_group
-from mlsec.cli.db import db_group
-from mlsec.cli.evaluate import evaluate_command
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.gate import gate_command
-from mlsec.cli.policy import policy_group
-from mlsec.cli.registry import registry_group
-from mlsec.cli.rules import rules_group
-from mlsec.cli.run import init_command, run_command
-from mlsec.cli.scan import scan_command
-from mlsec.cli.serve import serve_command
-from mlsec.cli.sign import keygen_command, sign_command, verify_command
 from mlsec.errors import MlsecError, OutputError, RuleError, UsageError
-from mlsec.pipeline.config import ConfigError
+
+# Each subcommand is imported when it runs (or when help lists it): `mlsec scan` does not pay for the
+# policy server, the evaluation client or the pipeline runner. Name -> "module:attribute".
+_COMMANDS = {
+    "scan": "mlsec.cli.scan:scan_command",
+    "evaluate": "mlsec.cli.evaluate:evaluate_command",
+    "rules": "mlsec.cli.rules:rules_group",
+    "gate": "mlsec.cli.gate:gate_command",
+    "policy": "mlsec.cli.policy:policy_group",
+    "serve": "mlsec.cli.serve:serve_command",
+    "db": "mlsec.cli.db:db_group",
+    "cache": "mlsec.cli.cache:cache_group",
+    "bom": "mlsec.cli.bom:bom_command",
+    "keygen": "mlsec.cli.sign:keygen_command",
+    "sign": "mlsec.cli.sign:sign_command",
+    "verify": "mlsec.cli.sign:verify_command",
+    "audit": "mlsec.cli.audit:audit_group",
+    "registry": "mlsec.cli.registry:registry_group",
+    "run": "mlsec.cli.run:run_command",
+    "init": "mlsec.cli.run:init_command",
+}
 
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -37,6 +55,8 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"mlsec: error: {exc.diagnostics()}", err=True)
+            from mlsec.pipeline.config import ConfigError  # noqa: PLC0415 - only on this path
+
             code = ExitCode.USAGE if isinstance(exc, (RuleError, OutputError, ConfigError, UsageError)) else ExitCode.INCOMPLETE
             ctx.exit(int(code))
         except Exception as exc:
@@ -60,21 +80,3 @@ def main(ctx: click.Context, debug: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-
-
-main.add_command(scan_command)
-main.add_command(evaluate_command)
-main.add_command(rules_group)
-main.add_command(gate_command)
-main.add_command(policy_group)
-main.add_command(serve_command)
-main.add_command(db_group)
-main.add_command(cache_group)
-main.add_command(bom_command)
-main.add_command(keygen_command)
-main.add_command(sign_command)
-main.add_command(verify_command)
-main.add_command(audit_group)
-main.add_command(registry_group)
-main.add_command(run_command)
-main.add_command(init_command)

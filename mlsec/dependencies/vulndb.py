@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlsec.dependencies import canonical_name
 from mlsec.errors import InputError
 
@@ -113,6 +111,8 @@ def _zip_records(path: Path, skipped: list[str]) -> Iterator[tuple[str, dict[str
 
 
 def _parse(raw: bytes, suffix: str, where: str, skipped: list[str]) -> dict[str, Any] | None:
+    import yaml  # noqa: PLC0415 - only an import of YAML records needs it; every scan imports this module
+
     try:
         # BaseLoader keeps every scalar a string: version 2.10 stays "2.10", never the float 2.1
         doc = json.loads(raw) if suffix == ".json" else yaml.load(raw, Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))  # noqa: S506
