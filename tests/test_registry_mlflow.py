@@ -154,3 +154,68 @@ def test_registry_scan_through_mlflow_server_over_rest(registry: str, tmp_path: 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_registry_evaluates_clean_versions_when_asked_and_the_serve_gate_reads_it(tmp_path: Path) -> None:
+    """`--evaluate DATASET`: the clean version's logistic regression is attacked in the sandbox (its dataset
+    scanned with it), the malicious version is never loaded (the session's sentinel guard), the verdict and
+    tags carry the evaluation, a changed evaluation plan is scanned again, and promotion's serve gate denies
+    on robustness (MLSEC-GATE-005)."""
+    pytest.importorskip("art", reason="the eval extra is not installed")
+    import joblib
+    import pandas as pd
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x / 16.0, y, test_size=0.3, random_state=0)
+    model = tmp_path / "logreg.joblib"
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x_train, y_train), model)
+    holdout = tmp_path / "holdout.csv"
+    frame = pd.DataFrame(x_test, columns=[f"px{i}" for i in range(64)])
+    frame["y"] = y_test
+    frame.to_csv(holdout, index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.create_experiment("digits", artifact_location=(tmp_path / "artifacts").as_uri())
+    client.create_registered_model("fraud")
+    for source in (str(model), EVIL):
+        run = client.create_run(experiment)
+        client.log_artifact(run.info.run_id, source, artifact_path="model")
+        client.create_model_version("fraud", source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+
+    runner, reports = CliRunner(), tmp_path / "reports.jsonl"
+    evaluate = ["--evaluate", str(holdout), "--label-column", "y", "--sample", "50"]
+    strong = runner.invoke(
+        main, ["registry", "scan", "mlflow", "--tracking-uri", uri, *evaluate, "--eps", "0.3", "-o", str(reports)]
+    )
+    assert strong.exit_code == 1, strong.output
+    assert "models:/fraud/1  blocked" in strong.output  # eps 0.3 breaks it: MLSEC-EVAL-001
+    by_target = {json.loads(line)["targets"][0]: json.loads(line) for line in reports.read_text().splitlines()}
+    (evaluation,) = by_target["models:/fraud/1"]["evaluations"]
+    assert evaluation["status"] == "completed"
+    assert evaluation["metrics"]["robust_accuracy"] < 0.5
+    assert "MLSEC-EVAL-001" in {f["rule_id"] for f in by_target["models:/fraud/1"]["findings"]}
+    assert by_target["models:/fraud/2"]["evaluations"] == []  # its scan blocks: never loaded
+    tags = _tags(uri, "1")
+    assert tags["mlsec.evaluation"].startswith("logreg.joblib adversarial/Linf/eps=0.3 completed robust_accuracy=")
+    same = runner.invoke(main, ["registry", "scan", "mlflow", "--tracking-uri", uri, *evaluate, "--eps", "0.3"])
+    assert "models:/fraud/1  blocked (unchanged since its last scan)" in same.output
+    gentle = runner.invoke(main, ["registry", "scan", "mlflow", "--tracking-uri", uri, *evaluate, "--eps", "0.01"])
+    assert "models:/fraud/1  clean" in gentle.output
+    assert "models:/fraud/1  clean (unchanged" not in gentle.output
+    assert _tags(uri, "1")["mlsec.verdict"] == "clean"
+
+    decision = tmp_path / "decision.json"
+    denied = runner.invoke(
+        main,
+        ["registry", "promote", "fraud", "1", "--alias", "production", "--tracking-uri", uri, *evaluate, "--eps", "0.3",
+         "--gate-output", f"json={decision}"],
+    )  # fmt: skip
+    assert denied.exit_code == 1, denied.output
+    assert "MLSEC-GATE-005" in json.dumps(json.loads(decision.read_text())["denies"])
+    assert _alias(uri) is None
+    stray = runner.invoke(main, ["registry", "scan", "mlflow", "--tracking-uri", uri, "--label-column", "y"])
+    assert stray.exit_code == 2
+    assert "--label-column is an evaluation option: it needs --evaluate DATASET" in stray.output

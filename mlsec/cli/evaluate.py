@@ -8,7 +8,7 @@ import click
 
 from mlsec.audit_records import record_evaluation
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import fail_on_option, ledger_option, record, rules_option
+from mlsec.cli.options import evaluation_options, fail_on_option, ledger_option, parse_shape, record, rules_option
 from mlsec.cli.scan import exit_code, parse_output, write_output
 from mlsec.findings import Severity
 from mlsec.outputs import FORMATS
@@ -19,30 +19,15 @@ from mlsec.rules import load_ruleset
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="Dataset (CSV, TSV, JSONL, Parquet).")
-@click.option("--label-column", metavar="NAME", help="The label column (default: label, target, y or class).")
-@click.option(
-    "--suite",
-    "suites",
-    multiple=True,
-    default=("adversarial",),
-    show_default=True,
-    help="Suites to run: adversarial, poisoning, backdoor, or all. Repeatable.",
-)
+@evaluation_options
 @click.option(
     "--report",
     "report_path",
     type=click.Path(exists=True, dir_okay=False),
     help="A scan report that covers the model and dataset (default: scan them now).",
 )
-@click.option("--eps", "epsilons", multiple=True, type=float, default=(0.1,), show_default=True, help="Perturbation budgets.")
 @click.option("--norm", "norms", multiple=True, type=click.Choice(["inf", "1", "2"]), default=("inf",), show_default=True)
-@click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True, help="Samples attacked.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--model-factory", "factory", metavar="MODULE:FUNCTION", help="PyTorch state dicts: builds the module to load into."
-)
-@click.option("--factory-path", type=click.Path(exists=True, file_okay=False), help="Where MODULE is (default: here).")
-@click.option("--input-shape", metavar="C,H,W", help="PyTorch: the shape one row takes (e.g. 1,8,8).")
 @click.option("--trigger", metavar="R0:R1,C0:C1=V", help="Backdoor suite: a candidate trigger to measure (ASR, STRIP).")
 @click.option("--trigger-target", type=int, help="The class the trigger should force (default: the one it forces most).")
 @click.option(
@@ -92,7 +77,7 @@ def evaluate_command(
         report = evaluate(
             model, data, label_column=label_column, suites=suites, report=given, ruleset=ruleset,
             epsilons=epsilons, norms=norms, sample=sample, seed=seed, limits=limits, factory=factory,
-            factory_path=factory_path, input_shape=_shape(input_shape), trigger=trigger, trigger_target=trigger_target,
+            factory_path=factory_path, input_shape=parse_shape(input_shape), trigger=trigger, trigger_target=trigger_target,
             device=device,
         )  # fmt: skip
     except ValueError as exc:
@@ -107,12 +92,3 @@ def evaluate_command(
         code = ExitCode.INCOMPLETE
     recorded = record(ledger_path, lambda ledger: record_evaluation(ledger, report, int(code)))
     raise SystemExit(int(code if recorded or code == ExitCode.BLOCKED else ExitCode.INCOMPLETE))
-
-
-def _shape(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint="--input-shape") from None

@@ -166,3 +166,38 @@ def ledger_entries(ledger_path: str | None, report: object) -> list[Entry]:
             return [e for e in ledger.entries() if digests & set(e.subjects.values())]
     except LedgerError:
         return []
+
+
+def evaluation_options(func):  # noqa: ANN001, ANN201 - a click decorator stack
+    """What an evaluation needs beyond its model and dataset: --label-column, --suite, --eps, --sample,
+    --model-factory, --factory-path, --input-shape (for `evaluate` and the registry's --evaluate)."""
+    for option in reversed(
+        [
+            click.option("--label-column", metavar="NAME", help="The label column (default: label, target, y or class)."),
+            click.option(
+                "--suite", "suites", multiple=True, default=("adversarial",), show_default=True,
+                help="Suites to run: adversarial, poisoning, backdoor, or all. Repeatable.",
+            ),
+            click.option(
+                "--eps", "epsilons", multiple=True, type=float, default=(0.1,), show_default=True, help="Perturbation budgets."
+            ),
+            click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True, help="Samples attacked."),
+            click.option(
+                "--model-factory", "factory", metavar="MODULE:FUNCTION", help="PyTorch state dicts: builds the module to load into."
+            ),
+            click.option("--factory-path", type=click.Path(exists=True, file_okay=False), help="Where MODULE is (default: here)."),
+            click.option("--input-shape", metavar="C,H,W", help="PyTorch: the shape one row takes (e.g. 1,8,8)."),
+        ]
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """--input-shape "1,8,8" as (1, 8, 8); None when not given."""
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint="--input-shape") from None

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import fail_on_option, gate_options, ledger_option, rules_option
+from mlsec.cli.options import evaluation_options, fail_on_option, gate_options, ledger_option, parse_shape, rules_option
 from mlsec.cli.writing import write_atomic
 from mlsec.findings import Severity
 from mlsec.limits import ScanLimits
@@ -22,6 +22,36 @@ tracking_uri_option = click.option(
     help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
 )
 registry_uri_option = click.option("--registry-uri", default=None, help="MLflow registry URI, when not the tracking URI.")
+
+
+evaluate_option = click.option(
+    "--evaluate",
+    "evaluate_data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Also evaluate each model of a version whose scan is clean on this dataset (the eval extra), "
+    "with the evaluation options below.",
+)
+
+
+def _plan(evaluate_data: str | None, options: dict[str, Any]) -> Any:
+    """The EvaluationPlan the --evaluate options describe, or None (and then no evaluation option may be set)."""
+    from mlsec.evaluations import SUITES  # noqa: PLC0415
+    from mlsec.registry.workflow import EvaluationPlan  # noqa: PLC0415
+
+    named = {
+        k: options.pop(k) for k in ("label_column", "suites", "epsilons", "sample", "factory", "factory_path", "input_shape")
+    }
+    if evaluate_data is None:
+        stray = [k for k in ("label_column", "factory", "factory_path", "input_shape") if named[k]]
+        if stray:
+            raise click.UsageError(f"--{stray[0].replace('_', '-')} is an evaluation option: it needs --evaluate DATASET")
+        return None
+    unknown = [s for s in named["suites"] if s not in (*SUITES, "all")]
+    if unknown:
+        raise click.BadParameter(f"unknown suite(s) {', '.join(unknown)}", param_hint="--suite")
+    named["suites"], named["epsilons"] = tuple(named["suites"]), tuple(named["epsilons"])
+    named["input_shape"] = parse_shape(named["input_shape"])
+    return EvaluationPlan(Path(evaluate_data), {k: v for k, v in named.items() if v is not None})
 
 
 def _ledger(path: str | None) -> Any:
@@ -49,14 +79,17 @@ def registry_group() -> None:
 @click.option(
     "-o", "--output", "output", type=click.Path(dir_okay=False), help="Write every scanned version's report (JSON Lines)."
 )
+@evaluate_option
+@evaluation_options
 @click.pass_context
 def scan_command(
     ctx: click.Context, kind: str, tracking_uri: str | None, registry_uri: str | None, model: str | None,
     version: str | None, alias: str | None, force: bool, fail_on: Severity, rules_dirs: tuple[str, ...],
-    ledger_path: str | None, output: str | None,
+    ledger_path: str | None, output: str | None, evaluate_data: str | None, **evaluation: Any,
 ) -> None:  # fmt: skip
     """Scan registered model versions and tag each with mlsec.verdict, mlsec.report_sha256, mlsec.rules_digest
-    and mlsec.scanned_at. Versions whose artifacts and rules are unchanged since their last scan are skipped."""
+    and mlsec.scanned_at (with --evaluate, also mlsec.evaluation). Versions whose artifacts, rules and
+    evaluation are unchanged since their last scan are skipped."""
     from mlsec.registry.mlflow import MlflowRegistry  # noqa: PLC0415 - the mlflow extra
     from mlsec.registry.workflow import scan_versions  # noqa: PLC0415
 
@@ -64,13 +97,14 @@ def scan_command(
         raise click.UsageError("--version and --alias need --model")
     if version and alias:
         raise click.UsageError("give --version or --alias, not both")
+    plan = _plan(evaluate_data, evaluation)
     registry = MlflowRegistry(tracking_uri, registry_uri)
     ruleset = load_ruleset([Path(d) for d in rules_dirs])
     ledger = _ledger(ledger_path)
     try:
         results = scan_versions(
             registry, registry.versions(model, version, alias), ruleset=ruleset, limits=ScanLimits(), fail_on=fail_on,
-            force=force, ledger=ledger,
+            force=force, ledger=ledger, evaluation=plan,
         )  # fmt: skip
     finally:
         if ledger is not None:
@@ -96,17 +130,22 @@ def scan_command(
 @click.option(
     "--gate-output", "gate_outputs", multiple=True, metavar="FORMAT[=FILE]", help="The decision: json, table or markdown."
 )
+@evaluate_option
+@evaluation_options
 @click.pass_context
 def promote_command(
     ctx: click.Context, name: str, version: str, alias: str, tracking_uri: str | None, registry_uri: str | None,
-    rules_dirs: tuple[str, ...], ledger_path: str | None, gate_outputs: tuple[str, ...], **gate_opts: Any,
+    rules_dirs: tuple[str, ...], ledger_path: str | None, gate_outputs: tuple[str, ...], evaluate_data: str | None,
+    **gate_opts: Any,
 ) -> None:  # fmt: skip
-    """Scan VERSION of NAME, run the gate (stage serve unless --stage says otherwise), and point --alias at
-    it only when the gate allows. Exit 0 promoted, 1 denied (the registry untouched), with the decision."""
+    """Scan VERSION of NAME (with --evaluate, also evaluate its models), run the gate (stage serve unless
+    --stage says otherwise), and point --alias at it only when the gate allows. Exit 0 promoted, 1 denied
+    (the registry untouched), with the decision."""
     from mlsec.cli.gate import decide, emit, parse_decision_output  # noqa: PLC0415
     from mlsec.registry.mlflow import MlflowRegistry  # noqa: PLC0415
     from mlsec.registry.workflow import promote  # noqa: PLC0415
 
+    plan = _plan(evaluate_data, gate_opts)  # takes the evaluation options out of gate_opts
     if ctx.get_parameter_source("stage") == click.core.ParameterSource.DEFAULT:
         gate_opts["stage"] = "serve"
     registry = MlflowRegistry(tracking_uri, registry_uri)
@@ -115,7 +154,7 @@ def promote_command(
     try:
         result = promote(
             registry, target, alias, lambda report: decide(report, gate_opts),
-            ruleset=load_ruleset([Path(d) for d in rules_dirs]), limits=ScanLimits(), ledger=ledger,
+            ruleset=load_ruleset([Path(d) for d in rules_dirs]), limits=ScanLimits(), ledger=ledger, evaluation=plan,
         )  # fmt: skip
     finally:
         if ledger is not None:

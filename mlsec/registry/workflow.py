@@ -4,21 +4,29 @@ version to an alias only when the serve gate allows it. Every scan and decision 
 The registry is anything with the methods of `MlflowRegistry` (versions, fingerprint, fetch, tag,
 alias, set_alias); the gate is a callable from a ScanReport to a Decision, so this module holds no
 policy or CLI concerns.
+
+With an EvaluationPlan, a version's models are also evaluated (mlsec.evaluations, in its sandbox) on the
+plan's dataset, which is scanned with the version: only a version whose scan is clean is evaluated at
+all, and the evaluation's own refusal still applies to each file. The results join the version's report,
+so its verdict, tags and the serve gate (MLSEC-GATE-005) see them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from mlsec.audit_records import record_gate, record_scan, subjects_of
 from mlsec.decision import Decision
 from mlsec.findings import Severity
+from mlsec.formats import MODEL_FORMATS
+from mlsec.inputs import hash_file
 from mlsec.ledger import Ledger
 from mlsec.limits import ScanLimits
 from mlsec.registry.mlflow import Version
@@ -36,6 +44,20 @@ class Registry(Protocol):
     def tag(self, version: Version, tags: dict[str, str]) -> None: ...
     def alias(self, name: str, alias: str) -> str | None: ...
     def set_alias(self, version: Version, alias: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationPlan:
+    """Evaluate each model of a version on `data`; `options` are mlsec.evaluations.evaluate's keyword
+    arguments (label_column, suites, epsilons, sample, factory, factory_path, input_shape...)."""
+
+    data: Path
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """What decides the evaluation besides the version's files: the dataset's bytes and the options."""
+        said = json.dumps({"data": hash_file(str(self.data)), **self.options}, sort_keys=True, default=str)
+        return hashlib.sha256(said.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +85,46 @@ def verdict_of(report: ScanReport, fail_on: Severity) -> str:
     return "incomplete" if report.errors else "clean"
 
 
-def scan_version(registry: Registry, version: Version, *, ruleset: RuleSet, limits: ScanLimits) -> ScanReport:
-    """Fetch the version's artifacts into a temporary folder and scan them; paths in the report read models:/NAME/VERSION/..."""
+def scan_version(
+    registry: Registry,
+    version: Version,
+    *,
+    ruleset: RuleSet,
+    limits: ScanLimits,
+    evaluation: EvaluationPlan | None = None,
+    fail_on: Severity = Severity.HIGH,
+) -> ScanReport:
+    """Fetch the version's artifacts into a temporary folder and scan them (with the plan's dataset), then,
+    when the scan is clean, evaluate each model file; paths in the report read models:/NAME/VERSION/..."""
     with tempfile.TemporaryDirectory(prefix="mlsec-registry-") as tmp:
         folder = registry.fetch(version, Path(tmp), limits.max_total_unpacked)
-        report = scan([str(folder)], ruleset=ruleset, limits=limits)
+        targets = [str(folder)] + ([str(evaluation.data)] if evaluation else [])
+        report = scan(targets, ruleset=ruleset, limits=limits)
+        if evaluation is not None and verdict_of(report, fail_on) == "clean":
+            report = _evaluate(report, evaluation, ruleset)
         return relocate(report, str(folder), version.uri)
+
+
+def _evaluate(report: ScanReport, plan: EvaluationPlan, ruleset: RuleSet) -> ScanReport:
+    from mlsec.evaluations import evaluate  # noqa: PLC0415 - the eval extra; only when asked
+
+    models = [a.path for a in report.artifacts if a.member is None and a.format in MODEL_FORMATS]
+    for model in models:
+        report = evaluate(model, plan.data, report=report, ruleset=ruleset, **plan.options)
+    return report
+
+
+def evaluation_tag(report: ScanReport) -> str:
+    """The evaluations' statuses and headline metrics, compact enough for a registry tag (500 characters)."""
+    headline = ("robust_accuracy", "label_issue_fraction", "class_suspicion_z", "anomaly_index", "backdoor_success_rate")
+    names = {a.sha256: Path(a.path).name for a in report.artifacts if a.member is None}
+    parts = [
+        f"{names.get(e.artifact_sha256, e.artifact_sha256[:12])} {e.name} {e.status}"
+        + "".join(f" {k}={e.metrics[k]:g}" for k in headline if k in e.metrics)
+        for e in report.evaluations
+    ]
+    text = "; ".join(parts) or "no model to evaluate"
+    return text if len(text) <= 500 else text[:499] + "…"
 
 
 def scan_versions(
@@ -80,9 +136,12 @@ def scan_versions(
     fail_on: Severity = Severity.HIGH,
     force: bool = False,
     ledger: Ledger | None = None,
+    evaluation: EvaluationPlan | None = None,
 ) -> list[VersionScan]:
-    """Scan each version whose artifacts or rules changed since its last scan; tag the verdict back."""
+    """Scan (and with `evaluation`, evaluate) each version whose artifacts, rules or evaluation plan changed
+    since its last scan; tag the verdict back."""
     results = []
+    evaluated = evaluation.fingerprint() if evaluation else None
     for version in versions:
         fingerprint = registry.fingerprint(version)
         tags = version.tags
@@ -90,18 +149,22 @@ def scan_versions(
             not force
             and tags.get("mlsec.artifacts_fingerprint") == fingerprint
             and tags.get("mlsec.rules_digest") == ruleset.digest
+            and (evaluated is None or tags.get("mlsec.evaluation_fingerprint") == evaluated)
         ):
             results.append(VersionScan(version, tags.get("mlsec.verdict", "unknown"), None, unchanged=True))
             continue
-        report = scan_version(registry, version, ruleset=ruleset, limits=limits)
+        report = scan_version(registry, version, ruleset=ruleset, limits=limits, evaluation=evaluation, fail_on=fail_on)
         verdict = verdict_of(report, fail_on)
-        registry.tag(version, {
+        tags = {
             "mlsec.verdict": verdict,
             "mlsec.report_sha256": hashlib.sha256(report.to_json().encode()).hexdigest(),
             "mlsec.rules_digest": ruleset.digest,
             "mlsec.scanned_at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
             "mlsec.artifacts_fingerprint": fingerprint,
-        })  # fmt: skip
+        }
+        if evaluated is not None:
+            tags |= {"mlsec.evaluation": evaluation_tag(report), "mlsec.evaluation_fingerprint": evaluated}
+        registry.tag(version, tags)
         if ledger is not None:
             record_scan(ledger, report, {"clean": 0, "blocked": 1, "incomplete": 3}[verdict])
         results.append(VersionScan(version, verdict, report))
@@ -117,11 +180,12 @@ def promote(
     ruleset: RuleSet,
     limits: ScanLimits,
     ledger: Ledger | None = None,
+    evaluation: EvaluationPlan | None = None,
 ) -> Promotion:
-    """Scan the version, ask the gate (the serve stage), and move `alias` to it only when allowed.
-    A denied promotion leaves the registry as it was."""
+    """Scan (and with `evaluation`, evaluate) the version, ask the gate (the serve stage), and move `alias`
+    to it only when allowed. A denied promotion leaves the registry as it was."""
     previous = registry.alias(version.name, alias)
-    report = scan_version(registry, version, ruleset=ruleset, limits=limits)
+    report = scan_version(registry, version, ruleset=ruleset, limits=limits, evaluation=evaluation)
     decision = decide(report)
     if ledger is not None:
         record_gate(ledger, decision, report)
