@@ -177,10 +177,11 @@ class Session:
 
     def _lookup(self, units: Mapping[int, Unit]) -> dict[int, Collected]:
         files = {i: u for i, u in units.items() if u.kind == "file"}
+        here = os.getcwd()  # os.path.abspath asks for it again for every relative path
         for unit in files.values():
             print_ = unit.fingerprint or _fingerprint_of(unit.path)
             if print_:
-                self._seen[unit.path] = (os.fsencode(os.path.abspath(unit.path)), print_)
+                self._seen[unit.path] = (os.fsencode(os.path.normpath(os.path.join(here, unit.path))), print_)
         if self.paranoid:
             with ThreadPoolExecutor(self.jobs) as pool:  # hashlib releases the GIL: this reads at disk speed
                 digests = dict(zip(files, pool.map(_sha256_or_none, [u.path for u in files.values()]), strict=True))

@@ -31,12 +31,12 @@ _MAX_CLIMB = 12
 def facts_for(path: str) -> dict[str, JSONScalar]:
     """Provenance facts for the file at `path` (empty when its layout says nothing)."""
     posix = path.replace("\\", "/")
-    snapshot = _SNAPSHOT.search(posix)
+    snapshot = _SNAPSHOT.search(posix) if "snapshots/" in posix else None  # the cheap test first: most paths
     if snapshot:
         kind = "" if snapshot.group(1) == "models" else snapshot.group(1) + "/"
         return {"hf_repository": f"{kind}{snapshot.group(2)}/{snapshot.group(3)}", "hf_revision": snapshot.group(4)}
     folder = _resolved(os.path.dirname(path) or ".")
-    local_dir = _local_dir_revision(Path(path), folder)
+    local_dir = _local_dir_revision(path, folder)
     if local_dir:
         return {"hf_revision": local_dir}
     return dict(_git_facts(_nearest(folder, ".git")))
@@ -82,8 +82,11 @@ def _nearest(folder: str, marker: str) -> tuple[str, int] | None:
     return answer if answer and answer[1] < _MAX_CLIMB else None
 
 
-def _local_dir_revision(file: Path, folder: str) -> str | None:
-    found = _nearest(folder, os.path.join(".cache", "huggingface", "download"))
+_HF_DOWNLOAD = os.path.join(".cache", "huggingface", "download")
+
+
+def _local_dir_revision(file: str, folder: str) -> str | None:
+    found = _nearest(folder, _HF_DOWNLOAD)
     if found is None:
         return None
     root = found[0]

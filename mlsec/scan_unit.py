@@ -105,7 +105,8 @@ def scan_unit(settings: ScanSettings, unit: inputs.Unit) -> Collected:
 
 
 def provenance_key(path: str) -> str:
-    return json.dumps(provenance.facts_for(printable(path)), sort_keys=True)
+    facts = provenance.facts_for(printable(path))
+    return json.dumps(facts, sort_keys=True) if facts else "{}"
 
 
 def consume(events: Callable[[], Iterator[inputs.Event]], path: str, ctx: ScanContext, out: Collected, debug: bool) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from mlsec.audit_records import record_gate, record_scan
 from mlsec.cache import ResultCache
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.options import (
@@ -27,7 +26,6 @@ from mlsec.findings import Severity
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
 from mlsec.outputs import FORMATS
-from mlsec.outputs.html import render as html_report
 from mlsec.report import ScanReport
 from mlsec.rules import load_ruleset
 from mlsec.scan import scan
@@ -167,22 +165,31 @@ def scan_command(
         if fmt != "html":  # the compliance report comes last: it shows the decision and the ledger
             write_output(target, FORMATS[fmt](report, ruleset), paths)
     code = exit_code(report, fail_on)
-    recorded = record(ledger_path, lambda ledger: record_scan(ledger, report, int(code)))
+    recorded = record(ledger_path, lambda ledger: _audit().record_scan(ledger, report, int(code)))
     decision = None
     if run_gate:
         from mlsec.cli.gate import decide, emit, parse_decision_output  # noqa: PLC0415 - only with --gate
 
         decision = decide(report, gate_opts)
         emit(decision, [parse_decision_output(o) for o in gate_outputs] or [("table", None)], list(paths), stream=sys.stderr)
-        recorded = record(ledger_path, lambda ledger: record_gate(ledger, decision, report)) and recorded
+        recorded = record(ledger_path, lambda ledger: _audit().record_gate(ledger, decision, report)) and recorded
         code = ExitCode.OK if decision.allowed else ExitCode.BLOCKED
     for fmt, target in wanted:
         if fmt == "html":
+            from mlsec.outputs.html import render as html_report  # noqa: PLC0415 - only an html output needs it
+
             text = html_report(
                 report, ruleset, decision=decision, ledger=ledger_entries(ledger_path, report), exit_code=int(code)
             )
             write_output(target, text, paths)
     ctx.exit(int(code if recorded or code == ExitCode.BLOCKED else ExitCode.INCOMPLETE))
+
+
+def _audit() -> Any:
+    """mlsec.audit_records, imported when a --ledger run records (the ledger is not every scan's cost)."""
+    import mlsec.audit_records  # noqa: PLC0415
+
+    return mlsec.audit_records
 
 
 def write_output(target: str | None, text: str, inputs: Sequence[str]) -> None:

@@ -126,7 +126,7 @@ def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None
         for entry in dirs:
             if entry.is_symlink():
                 yield Skipped(entry.path, "symbolic link not followed")
-            elif images.is_image(entry.path):  # an OCI layout directory is one image, not a heap of blobs
+            elif images.is_oci_layout(entry.path):  # an OCI layout directory is one image, not a heap of blobs
                 yield Unit(entry.path, "image")
             elif _HF_CACHE_REPO.match(entry.name) and os.path.isdir(os.path.join(entry.path, "snapshots")):
                 yield from _hf_cache_repo(entry.path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import posixpath
 import re
 import tarfile
@@ -101,9 +102,8 @@ class _Source:
 
 def is_image(path: str) -> bool:
     """An OCI layout directory, or a tar archive with an OCI layout or docker's manifest.json at its top."""
-    p = Path(path)
-    if p.is_dir():
-        return (p / "oci-layout").is_file() and (p / "index.json").is_file()
+    if os.path.isdir(path):
+        return is_oci_layout(path)
     try:
         with tarfile.open(path, mode="r:") as tf:
             for count, info in enumerate(tf):
@@ -114,6 +114,11 @@ def is_image(path: str) -> bool:
     except TAR_ERRORS:
         return False
     return False
+
+
+def is_oci_layout(folder: str) -> bool:
+    """A folder holding an OCI image layout (its `oci-layout` and `index.json`)."""
+    return os.path.isfile(os.path.join(folder, "oci-layout")) and os.path.isfile(os.path.join(folder, "index.json"))
 
 
 def walk_image(
