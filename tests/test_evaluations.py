@@ -399,6 +399,24 @@ def test_poisoned_rows_make_their_class_stand_out_as_a_warning(digits: tuple[Pat
     assert warning["location"]["path"] == str(training)  # the finding is on the dataset
 
 
+def test_class_suspicion_scores_every_class_of_string_labels(digits: tuple[Path, Path]) -> None:
+    """Labels read from a CSV of names arrive as an object array of str: every class is scored by name."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+
+    from mlsec.evaluations import poisoning
+
+    frame = pd.read_csv(digits[1])
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    names = np.array([words[v] for v in frame["y"]], dtype=object)
+    result = poisoning.class_suspicion(joblib.load(digits[0]), frame.drop(columns=["y"]).to_numpy(), names, {"seed": 0})
+    assert result["status"] == "completed"
+    scored = dict(part.split(":") for part in result["facts"]["cluster_silhouette"].split(","))
+    assert sorted(scored) == sorted(set(names))
+    assert result["facts"]["suspect_class"] in set(names)
+
+
 def test_suite_all_runs_every_suite(digits: tuple[Path, Path]) -> None:
     run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "all", "--sample", "30", "-o", "json")
     assert run.returncode == 0, run.stderr

@@ -9,8 +9,8 @@ et al., 2019) flags it, when that norm is also under max_trigger_norm_ratio of t
 Why the second condition: with ten classes the MAD rests on five values and collapses when they happen to
 cluster. On 8x8 digits, clean CNNs (four seeds, three training recipes, samples of 100 and 200) scored
 1.0 to 3.3, and one 6.6 from a MAD of 0.3, while their smallest trigger was 0.74 to 0.89 of the median;
-backdoored ones scored 3.9 to 9.8 with a ratio of 0.33 to 0.48. The ratio carries the paper's idea (one class far
-easier to reach) without resting on the spread of the others."""
+backdoored ones scored 3.9 to 9.8 with a ratio of 0.33 to 0.48. The ratio carries the paper's idea (one
+class far easier to reach) without resting on the spread of the others."""
 
 from __future__ import annotations
 

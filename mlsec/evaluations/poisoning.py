@@ -11,8 +11,9 @@ top singular direction's share of the class's centred variance, the sum of the p
 over their total) and splits into two clusters more cleanly (activation clustering, Chen et al., 2018:
 ART's PCA and 2-means, scored with the silhouette). Not ART's spectral scores: they project the
 uncentred rows, |v . r| instead of the paper's (v . (r - mean))^2, which on clean digits gave one class a
-share of 0.94 (z 13) from its mean alone. Both flag clean classes too, so each class's score becomes a robust z-score against the
-other classes, and the highest is a warning (MLSEC-EVAL-007, low), never a block."""
+share of 0.94 (z 13) from its mean alone. Both flag clean classes too, so each class's score becomes a
+robust z-score against the other classes, and the highest is a warning (MLSEC-EVAL-007, low), never a
+block."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def class_suspicion(model: Any, x: Any, y: Any, request: dict[str, Any]) -> dict
         default=(0.0, "none", -1),
     )
     z, method, suspect = worst
-    label = classes[suspect].item() if suspect >= 0 else None
+    label = _plain(classes[suspect]) if suspect >= 0 else None
     return {
         "name": "poisoning/class-suspicion",
         "status": "completed" if usable else "skipped",
@@ -146,4 +147,9 @@ def _robust_z(scores: dict[int, float]) -> dict[int, float]:
 
 
 def _per_class(values: dict[int, float], classes: Any) -> str:
-    return ",".join(f"{classes[c].item()}:{v:.3f}" for c, v in sorted(values.items()))
+    return ",".join(f"{_plain(classes[c])}:{v:.3f}" for c, v in sorted(values.items()))
+
+
+def _plain(label: Any) -> Any:
+    """A label as Python has it: numpy scalars unwrapped; strings (object arrays hold them as str) as they are."""
+    return label.item() if hasattr(label, "item") else label
