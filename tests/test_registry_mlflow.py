@@ -180,9 +180,10 @@ def test_registry_evaluates_clean_versions_when_asked_and_the_serve_gate_reads_i
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.create_experiment("digits", artifact_location=(tmp_path / "artifacts").as_uri())
     client.create_registered_model("fraud")
-    for source in (str(model), EVIL):
+    for sources in ((str(model), fixture("models/benign/weights.safetensors")), (EVIL,)):
         run = client.create_run(experiment)
-        client.log_artifact(run.info.run_id, source, artifact_path="model")
+        for source in sources:  # version 1 also holds weights the evaluation does not load: they are not evaluated
+            client.log_artifact(run.info.run_id, source, artifact_path="model")
         client.create_model_version("fraud", source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
 
     runner, reports = CliRunner(), tmp_path / "reports.jsonl"

@@ -20,6 +20,8 @@ from mlsec.report import EvaluationResult, ScanReport
 from mlsec.rules import RuleSet, load_ruleset
 
 SUITES = ("adversarial", "poisoning", "backdoor")
+# what the child loads (child.load_model): scikit-learn pickles and joblib files, PyTorch files, ONNX
+EVALUABLE_FORMATS = frozenset({"pickle", "pytorch-zip", "pytorch-legacy", "onnx"})
 DEVICES = ("auto", "cpu", "cuda")
 _SOURCE = "mlsec evaluate"
 # metric, its threshold in rules/evaluations.toml (lists.evaluation_thresholds), whether a value below it
@@ -187,4 +189,4 @@ def _with(report: ScanReport, results: list[EvaluationResult], findings: list[Fi
     return replace(report, evaluations=(*report.evaluations, *results), findings=tuple(merged))
 
 
-__all__ = ["DEVICES", "SUITES", "SandboxLimits", "evaluate", "refusal"]
+__all__ = ["DEVICES", "EVALUABLE_FORMATS", "SUITES", "SandboxLimits", "evaluate", "refusal"]

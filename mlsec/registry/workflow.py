@@ -7,7 +7,8 @@ policy or CLI concerns.
 
 With an EvaluationPlan, a version's models are also evaluated (mlsec.evaluations, in its sandbox) on the
 plan's dataset, which is scanned with the version: only a version whose scan is clean is evaluated at
-all, and the evaluation's own refusal still applies to each file. The results join the version's report,
+all, only the files the evaluation loads (EVALUABLE_FORMATS: pickles, PyTorch, ONNX), and the evaluation's
+own refusal still applies to each. The results join the version's report,
 so its verdict, tags and the serve gate (MLSEC-GATE-005) see them.
 """
 
@@ -25,7 +26,6 @@ from typing import Any, Protocol
 from mlsec.audit_records import record_gate, record_scan, subjects_of
 from mlsec.decision import Decision
 from mlsec.findings import Severity
-from mlsec.formats import MODEL_FORMATS
 from mlsec.inputs import hash_file
 from mlsec.ledger import Ledger
 from mlsec.limits import ScanLimits
@@ -106,9 +106,9 @@ def scan_version(
 
 
 def _evaluate(report: ScanReport, plan: EvaluationPlan, ruleset: RuleSet) -> ScanReport:
-    from mlsec.evaluations import evaluate  # noqa: PLC0415 - the eval extra; only when asked
+    from mlsec.evaluations import EVALUABLE_FORMATS, evaluate  # noqa: PLC0415 - the eval extra; only when asked
 
-    models = [a.path for a in report.artifacts if a.member is None and a.format in MODEL_FORMATS]
+    models = [a.path for a in report.artifacts if a.member is None and a.format in EVALUABLE_FORMATS]
     for model in models:
         report = evaluate(model, plan.data, report=report, ruleset=ruleset, **plan.options)
     return report
