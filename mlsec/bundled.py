@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 
 def _bundled_dir(name: str) -> Path:
-    # A wheel carries the directory as package data (hatchling force-include); an editable
-    # install or a plain checkout finds it beside the package.
-    packaged = resources.files("mlsec").joinpath("_bundled", name)
+    # A wheel carries the directory as package data (hatchling force-include) in mlsec/_bundled/; an
+    # editable install or a plain checkout finds it beside the package. (Not importlib.resources: mlsec
+    # reads its rules as files, so it never runs from a zip, and the import cost every command 4 ms.)
+    packaged = Path(__file__).resolve().parent / "_bundled" / name
     if packaged.is_dir():
-        return Path(str(packaged))
+        return packaged
     checkout = Path(__file__).resolve().parent.parent / name
     if checkout.is_dir():
         return checkout

@@ -12,7 +12,6 @@ the component's purl (`pkg:huggingface/ORG/NAME@REV`).
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 from functools import lru_cache
@@ -110,6 +109,8 @@ def _git_facts(found: tuple[str, int] | None) -> tuple[tuple[str, JSONScalar], .
 def _read_git(git: Path) -> dict[str, JSONScalar]:
     facts: dict[str, JSONScalar] = {}
     revision = _head(git)
+    import configparser  # noqa: PLC0415 - only a folder inside a git clone needs it
+
     config = configparser.ConfigParser(strict=False, interpolation=None)
     try:
         config.read_string((git / "config").read_text(errors="replace")[:65536])

@@ -284,3 +284,20 @@ def test_the_cli_starts_and_stops_its_own_ray_instance(models: Path) -> None:
     child = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert child.returncode == 1, child.stderr[-3000:]
     assert _body(ScanReport.from_json(child.stdout)) == _body(expected)
+
+
+def test_the_cache_key_reads_library_versions_as_importlib_metadata_does() -> None:
+    """code_digest's versions come from dist-info listings (importlib.metadata costs every scan 15 ms): they
+    must be the versions importlib.metadata reports, and a name not installed is absent."""
+    import importlib.metadata
+
+    from mlsec.cache import _LIBRARIES, installed_versions
+
+    expected = {}
+    for name in (*_LIBRARIES, "click", "not-a-distribution-mlsec-knows"):
+        try:
+            expected[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    assert installed_versions((*_LIBRARIES, "click", "not-a-distribution-mlsec-knows")) == expected
+    assert "click" in expected  # the comparison covers at least one installed distribution
