@@ -138,19 +138,26 @@ class _Stream:
         return peek(n)[:n] if peek else b""
 
 
-_COUNTED = {  # arg name -> (length struct, signed, kind)
-    "string1": ("<B", "str"),
-    "string4": ("<i", "str"),
-    "bytes1": ("<B", "bytes"),
-    "bytes4": ("<I", "bytes"),
-    "bytes8": ("<Q", "bytes"),
-    "bytearray8": ("<Q", "bytes"),
-    "unicodestring1": ("<B", "unicode"),
-    "unicodestring4": ("<I", "unicode"),
-    "unicodestring8": ("<Q", "unicode"),
-    "long4": ("<i", "long"),
+_COUNTED = {  # arg name -> (length struct, kind)
+    "string1": (struct.Struct("<B"), "str"),
+    "string4": (struct.Struct("<i"), "str"),
+    "bytes1": (struct.Struct("<B"), "bytes"),
+    "bytes4": (struct.Struct("<I"), "bytes"),
+    "bytes8": (struct.Struct("<Q"), "bytes"),
+    "bytearray8": (struct.Struct("<Q"), "bytes"),
+    "unicodestring1": (struct.Struct("<B"), "unicode"),
+    "unicodestring4": (struct.Struct("<I"), "unicode"),
+    "unicodestring8": (struct.Struct("<Q"), "unicode"),
+    "long4": (struct.Struct("<i"), "long"),
 }
-_FIXED = {"uint1": "<B", "uint2": "<H", "int4": "<i", "uint4": "<I", "uint8": "<Q", "float8": ">d"}
+_FIXED = {name: struct.Struct(fmt) for name, fmt in
+          {"uint1": "<B", "uint2": "<H", "int4": "<i", "uint4": "<I", "uint8": "<Q", "float8": ">d"}.items()}  # fmt: skip
+# every opcode by its byte, and its argument's name (None: no argument): one list index per opcode read
+_OPCODES: list[pickletools.OpcodeInfo | None] = [None] * 256
+_ARGS: list[str | None] = [None] * 256
+for _op in pickletools.opcodes:
+    _OPCODES[ord(_op.code)] = _op
+    _ARGS[ord(_op.code)] = _op.arg.name if _op.arg is not None else None
 _NL_READERS = {
     "stringnl": pickletools.read_stringnl,
     "stringnl_noescape": pickletools.read_stringnl_noescape,
@@ -165,14 +172,14 @@ _NL_READERS = {
 def _read_arg(stream: _Stream, argname: str) -> Any:
     fixed = _FIXED.get(argname)
     if fixed:
-        return struct.unpack(fixed, stream.read(struct.calcsize(fixed)))[0]
+        return fixed.unpack(stream.read(fixed.size))[0]
     if argname == "long1":
         n = stream.read(1)[0]
         return int.from_bytes(stream.read(n), "little", signed=True)
     counted = _COUNTED.get(argname)
     if counted:
-        fmt, kind = counted
-        (n,) = struct.unpack(fmt, stream.read(struct.calcsize(fmt)))
+        length, kind = counted
+        (n,) = length.unpack(stream.read(length.size))
         if n < 0:
             raise Malformed(f"negative length {n}", stream.pos)
         if n > _BIG:
@@ -264,6 +271,7 @@ class PickleMachine:
         stack: list[Any] = []
         metastack: list[list[Any]] = []
         memo: dict[int, Any] = {}
+        max_opcodes, max_memo = self.limits.max_pickle_opcodes, self.limits.max_pickle_memo
 
         def pop() -> Any:
             if not stack:
@@ -285,16 +293,29 @@ class PickleMachine:
         while True:
             offset = stream.pos
             code = stream.read(1)
-            op = pickletools.code2op.get(code.decode("latin-1"))
+            op = _OPCODES[code[0]]
             if op is None:
                 raise Malformed(f"invalid opcode {code!r}", offset)
             res.opcodes += 1
-            if res.opcodes > self.limits.max_pickle_opcodes:
-                raise LimitExceeded("pickle opcodes", self.limits.max_pickle_opcodes, res.opcodes)
-            arg = _read_arg(stream, op.arg.name) if op.arg is not None else None
+            if res.opcodes > max_opcodes:
+                raise LimitExceeded("pickle opcodes", max_opcodes, res.opcodes)
+            argname = _ARGS[code[0]]
+            arg = _read_arg(stream, argname) if argname is not None else None
             name = op.name
+            # the branches most pickles spend their opcodes in come first (literals, the memo, marks)
             if name in _LITERAL_OPS:
                 stack.append(arg)
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                if not stack:
+                    raise Malformed("stack underflow", offset)
+                key = len(memo) if name == "MEMOIZE" else int(arg)
+                memo[key] = stack[-1]
+                if len(memo) > max_memo:
+                    raise LimitExceeded("pickle memo entries", max_memo, len(memo))
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                if arg not in memo:
+                    raise Malformed(f"memo key {arg} not found", offset)
+                stack.append(memo[arg])
             elif name in _CONSTANTS:
                 stack.append(_CONSTANTS[name])
             elif name == "PROTO":
@@ -347,17 +368,6 @@ class PickleMachine:
             elif name == "SETITEMS":
                 items = pop_mark()
                 _setitems(stack, items, offset)
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                if arg not in memo:
-                    raise Malformed(f"memo key {arg} not found", offset)
-                stack.append(memo[arg])
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                if not stack:
-                    raise Malformed("stack underflow", offset)
-                key = len(memo) if name == "MEMOIZE" else int(arg)
-                memo[key] = stack[-1]
-                if len(memo) > self.limits.max_pickle_memo:
-                    raise LimitExceeded("pickle memo entries", self.limits.max_pickle_memo, len(memo))
             elif name == "GLOBAL":
                 module, _, attr = str(arg).partition(" ")
                 stack.append(record(module, attr, name))
