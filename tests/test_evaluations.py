@@ -418,6 +418,12 @@ def test_class_suspicion_scores_every_class_of_string_labels(digits: tuple[Path,
 
 
 def test_suite_all_runs_every_suite(digits: tuple[Path, Path]) -> None:
+    table = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "all", "--sample", "30")
+    assert table.returncode == 0, table.stderr
+    # the terminal table says what was measured, not only the findings
+    assert "EVALUATION  adversarial/Linf/eps=0.1  completed: worst-case robust accuracy" in table.stdout
+    assert "EVALUATION  backdoor/neural-cleanse  skipped: Neural Cleanse needs a PyTorch model" in table.stdout
+    assert table.stdout.rstrip().endswith("4 evaluations (3 completed, 1 skipped)")
     run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "all", "--sample", "30", "-o", "json")
     assert run.returncode == 0, run.stderr
     names = sorted(e["name"] for e in json.loads(run.stdout)["evaluations"])

@@ -98,7 +98,7 @@ def class_suspicion(model: Any, x: Any, y: Any, request: dict[str, Any]) -> dict
                        "clusters": 2, "reduce": f"PCA({dims})", "seed": int(request["seed"])},
         "metrics": {"class_suspicion_z": round(z, 4), "classes_scored": len(usable)},
         "summary": f"class {label} stands out most ({method}, robust z {z:.2f} against the other classes, in {where}); "
-                   f"a warning to review, since both methods also single out clean classes" if usable else
+                   f"both methods also single out clean classes" if usable else
                    "no class has the 4 rows that clustering needs",
         "facts": {
             "spectral_concentration": _per_class(spectral, classes), "spectral_z": _per_class(z_spectral, classes),

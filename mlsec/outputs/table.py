@@ -1,6 +1,8 @@
-"""A plain terminal table of findings, skips and errors, with a summary line."""
+"""A plain terminal table of findings, skips, errors and evaluations, with a summary line."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from mlsec.outputs.text import printable
 from mlsec.report import ScanReport
@@ -23,10 +25,19 @@ def render(report: ScanReport, ruleset: RuleSet) -> str:
         lines.append(f"ERROR    {_where(e.path, e.member)}: {printable(e.reason)}" + (f" [{e.scanner}]" if e.scanner else ""))
     for s in report.skipped:
         lines.append(f"SKIPPED  {_where(s.path, s.member)}: {printable(s.reason)}")
+    for e in report.evaluations:  # what `mlsec evaluate` measured: its summary says the headline numbers
+        lines.append(f"EVALUATION  {e.name}  {e.status}: {printable(e.evidence.summary)}")
     counts = report.counts()
     summary = ", ".join(f"{n} {label}" for label, n in reversed(counts.items()) if n) or "no findings"
+    evaluated = ""
+    if report.evaluations:
+        statuses = Counter(e.status for e in report.evaluations)
+        evaluated = (
+            f"; {len(report.evaluations)} evaluations (" + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")"
+        )
     lines.append(
         f"{len(report.artifacts)} artifacts scanned: {summary}; {len(report.skipped)} skipped, {len(report.errors)} errors"
+        + evaluated
     )
     return "\n".join(lines) + "\n"
 
