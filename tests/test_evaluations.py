@@ -454,6 +454,7 @@ def test_a_whole_module_loads_only_when_the_user_vouches_for_its_classes(
     (result,) = json.loads(refused.stdout)["evaluations"]
     assert result["status"] == "refused"
     assert "MLSEC-PICKLE-005" in result["evidence"]["summary"]
+    assert "allow them in a --rules directory" in result["evidence"]["summary"]  # the way forward, said
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "torch_modules.toml").write_text(

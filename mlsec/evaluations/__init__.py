@@ -151,7 +151,13 @@ def refusal(report: ScanReport, files: dict[str, str], refuse_at: Severity) -> s
         ]
         if bad:
             worst = max(bad, key=lambda f: f.severity)
-            return f"{path} failed its static scan: {worst.rule_id} ({worst.severity.label}) {worst.message}"
+            reason = f"{path} failed its static scan: {worst.rule_id} ({worst.severity.label}) {worst.message}"
+            if all(f.rule_id == "MLSEC-PICKLE-005" for f in bad):  # only classes nobody vouched for yet
+                reason += (
+                    "; if you trust every class it imports (a torch module saved whole), allow them in a --rules "
+                    "directory (pickle_safe_globals or pickle_safe_patterns) and evaluate again"
+                )
+            return reason
         if any(e.path == artifact.path for e in report.errors):
             return f"{path} was not completely scanned (a scan error): an incomplete scan does not clear it"
     return None
