@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +47,15 @@ def forget() -> None:
     for cached in (_resolved, _git_facts):
         cached.cache_clear()
     _NEAREST.clear()
+    _UNMARKED.clear()
+
+
+def note_listing(folder: str, names: Iterable[str]) -> None:
+    """What a walk saw listing `folder`: when none of its names starts a marker (.git, .cache), looking for
+    markers there needs no system call. (The walk lists every folder anyway; a re-scan then costs one stat
+    per file, not three.)"""
+    if _MARKER_ROOTS.isdisjoint(names):
+        _UNMARKED.add(_resolved(folder))
 
 
 @lru_cache(maxsize=65536)
@@ -55,6 +65,8 @@ def _resolved(folder: str) -> str:
 
 
 _NEAREST: dict[tuple[str, str], tuple[str, int] | None] = {}
+_MARKER_ROOTS = frozenset({".git", ".cache"})  # the first component of every marker _nearest looks for
+_UNMARKED: set[str] = set()  # resolved folders whose listing holds no marker root (note_listing)
 
 
 def _nearest(folder: str, marker: str) -> tuple[str, int] | None:
@@ -64,8 +76,7 @@ def _nearest(folder: str, marker: str) -> tuple[str, int] | None:
     chain: list[str] = []
     current = folder
     while (current, marker) not in _NEAREST:
-        candidate = os.path.join(current, marker)
-        if os.path.isdir(candidate) and not os.path.islink(candidate):
+        if current not in _UNMARKED and _is_real_dir(os.path.join(current, marker)):
             _NEAREST[current, marker] = (current, 0)
             break
         parent = os.path.dirname(current)
@@ -82,6 +93,11 @@ def _nearest(folder: str, marker: str) -> tuple[str, int] | None:
 
 
 _HF_DOWNLOAD = os.path.join(".cache", "huggingface", "download")
+
+
+def _is_real_dir(path: str) -> bool:
+    """A directory, not a link to one."""
+    return os.path.isdir(path) and not os.path.islink(path)
 
 
 def _local_dir_revision(file: str, folder: str) -> str | None:

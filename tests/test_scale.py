@@ -301,3 +301,39 @@ def test_the_cache_key_reads_library_versions_as_importlib_metadata_does() -> No
             continue
     assert installed_versions((*_LIBRARIES, "click", "not-a-distribution-mlsec-knows")) == expected
     assert "click" in expected  # the comparison covers at least one installed distribution
+
+
+def test_a_warm_rescan_costs_one_stat_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry laid out one model per folder: on a warm re-scan, each file costs the walk's stat and each
+    folder one look for an OCI layout; provenance answers from the walk's listings (no look for .git or
+    .cache per folder) unless a listing holds one. Counted at os.stat/os.lstat, which every path check uses."""
+    registry = tmp_path / "registry"
+    model = FIXTURES / "models" / "benign" / "mlp.onnx"
+    folders = 40
+    for i in range(folders):
+        (registry / f"model{i:03}").mkdir(parents=True)
+        shutil.copyfile(model, registry / f"model{i:03}" / "model.onnx")
+    (registry / "model000" / ".cache").mkdir()  # a listing with a marker root: that folder is checked for real
+    cache = ResultCache(tmp_path / "cache")
+    cold = scan([str(registry)], jobs=1, cache=cache)
+    calls: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def counted_stat(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    def counted_lstat(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(os.fspath(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted_stat)
+    monkeypatch.setattr(os, "lstat", counted_lstat)
+    warm = scan([str(registry)], jobs=1, cache=cache)
+    monkeypatch.undo()
+    assert _body(warm) == _body(cold)
+    in_tree = [c for c in calls if c.startswith(str(registry))]
+    looks_for_markers = [c for c in in_tree if os.path.basename(c) in (".git", "download")]
+    assert len(looks_for_markers) <= 3, looks_for_markers  # only model000, whose listing holds .cache
+    # the OCI-layout look per folder (and .cache, a folder too), a few at the root; before: three per folder
+    assert len(in_tree) <= folders + 10, in_tree

@@ -20,7 +20,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
-from mlsec import formats
+from mlsec import formats, provenance
 from mlsec.artifacts import Blob
 from mlsec.inputs import compressed, images, sevenzip, tar
 from mlsec.inputs import zip as zip_reader
@@ -119,6 +119,7 @@ def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError:
             continue  # as os.walk: a directory that cannot be listed is passed over
+        provenance.note_listing(dirpath, (e.name for e in entries))
         dirs, files = [], []
         for entry in entries:
             (dirs if _is_dir(entry) else files).append(entry)
