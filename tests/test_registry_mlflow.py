@@ -217,6 +217,15 @@ def test_registry_evaluates_clean_versions_when_asked_and_the_serve_gate_reads_i
     assert denied.exit_code == 1, denied.output
     assert "MLSEC-GATE-005" in json.dumps(json.loads(decision.read_text())["denies"])
     assert _alias(uri) is None
+    # an evaluation asked for that cannot finish (no such label column) leaves the version incomplete, not clean
+    broken = runner.invoke(
+        main, ["registry", "scan", "mlflow", "--tracking-uri", uri, "--model", "fraud", "--version", "1",
+               "--evaluate", str(holdout), "--label-column", "no_such_column", "--sample", "20"],
+    )  # fmt: skip
+    assert broken.exit_code == 3, broken.output
+    assert "models:/fraud/1  incomplete" in broken.output
+    assert _tags(uri, "1")["mlsec.evaluation"].startswith("logreg.joblib error (")
+    assert "no label column no_such_column" in _tags(uri, "1")["mlsec.evaluation"]
     stray = runner.invoke(main, ["registry", "scan", "mlflow", "--tracking-uri", uri, "--label-column", "y"])
     assert stray.exit_code == 2
     assert "--label-column is an evaluation option: it needs --evaluate DATASET" in stray.output

@@ -79,10 +79,13 @@ class Promotion:
 
 
 def verdict_of(report: ScanReport, fail_on: Severity) -> str:
+    """blocked (a finding at or above `fail_on`), incomplete (a scan error, or an evaluation that was asked
+    for and could not finish), else clean."""
     top = report.max_severity()
     if top is not None and top >= fail_on:
         return "blocked"
-    return "incomplete" if report.errors else "clean"
+    unfinished = any(e.status == "error" for e in report.evaluations)
+    return "incomplete" if report.errors or unfinished else "clean"
 
 
 def scan_version(
@@ -118,11 +121,12 @@ def evaluation_tag(report: ScanReport) -> str:
     """The evaluations' statuses and headline metrics, compact enough for a registry tag (500 characters)."""
     headline = ("robust_accuracy", "label_issue_fraction", "class_suspicion_z", "anomaly_index", "backdoor_success_rate")
     names = {a.sha256: Path(a.path).name for a in report.artifacts if a.member is None}
-    parts = [
-        f"{names.get(e.artifact_sha256, e.artifact_sha256[:12])} {e.name} {e.status}"
-        + "".join(f" {k}={e.metrics[k]:g}" for k in headline if k in e.metrics)
-        for e in report.evaluations
-    ]
+    parts = []
+    for e in report.evaluations:
+        what = names.get(e.artifact_sha256, e.artifact_sha256[:12]) + ("" if e.name == e.status else f" {e.name}")
+        numbers = "".join(f" {k}={e.metrics[k]:g}" for k in headline if k in e.metrics)
+        why = f" ({e.evidence.summary[:160]})" if e.status in ("error", "refused") else ""
+        parts.append(f"{what} {e.status}{numbers}{why}")
     text = "; ".join(parts) or "no model to evaluate"
     return text if len(text) <= 500 else text[:499] + "…"
 
