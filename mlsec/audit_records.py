@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsec.decision import Decision
+from mlsec.evaluations import HEADLINE_METRICS
 from mlsec.ledger import Entry, Ledger
 from mlsec.report import ScanReport
 
@@ -18,6 +19,12 @@ def subjects_of(report: ScanReport | Mapping[str, Any]) -> dict[str, str]:
     """path -> sha256 of every top-level artifact (members are covered by their container's digest)."""
     doc = report.to_dict() if isinstance(report, ScanReport) else report
     return {str(a["path"]): str(a["sha256"]) for a in doc.get("artifacts", []) if not a.get("member") and a.get("sha256")}
+
+
+def entries_about(ledger: Ledger, report: ScanReport | Mapping[str, Any]) -> list[Entry]:
+    """The ledger's entries about any top-level artifact of `report` (what the HTML report shows)."""
+    digests = set(subjects_of(report).values())
+    return [e for e in ledger.entries() if digests & set(e.subjects.values())]
 
 
 def record_scan(ledger: Ledger, report: ScanReport, exit_code: int) -> Entry:
@@ -59,8 +66,8 @@ def record_evaluation(ledger: Ledger, report: ScanReport, exit_code: int) -> Ent
         subjects={**subjects_of(doc), **subjects},
         digests={"rules_digest": report.rules_digest, "report_sha256": _sha256(report.to_json())},
         result={"exit_code": exit_code,
-                "evaluations": [{"name": e.name, "status": e.status, **{k: v for k, v in e.metrics.items()
-                                 if k in ("robust_accuracy", "clean_accuracy", "label_issue_fraction", "anomaly_index")}}
+                "evaluations": [{"name": e.name, "status": e.status,
+                                 **{k: e.metrics[k] for k in HEADLINE_METRICS if k in e.metrics}}
                                 for e in report.evaluations]},
     )  # fmt: skip
 

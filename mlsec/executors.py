@@ -148,7 +148,7 @@ def _batches(units: dict[int, Unit], jobs: int) -> list[list[int]]:
 
 
 def _scan_batch_in_worker(units: list[Unit]) -> list[Collected]:
-    return [scan_unit(_WORKER_SETTINGS[0], unit) for unit in units]
+    return _scan_batch(_WORKER_SETTINGS[0], units)
 
 
 def _scan_batch(settings: ScanSettings, units: list[Unit]) -> list[Collected]:

@@ -200,7 +200,8 @@ def test_registry_evaluates_clean_versions_when_asked_and_the_serve_gate_reads_i
     assert "MLSEC-EVAL-001" in {f["rule_id"] for f in by_target["models:/fraud/1"]["findings"]}
     assert by_target["models:/fraud/2"]["evaluations"] == []  # its scan blocks: never loaded
     tags = _tags(uri, "1")
-    assert tags["mlsec.evaluation"].startswith("logreg.joblib adversarial/Linf/eps=0.3 completed robust_accuracy=")
+    assert tags["mlsec.evaluation"].startswith("logreg.joblib adversarial/Linf/eps=0.3 completed clean_accuracy=")
+    assert " robust_accuracy=" in tags["mlsec.evaluation"]
     same = runner.invoke(main, ["registry", "scan", "mlflow", "--tracking-uri", uri, *evaluate, "--eps", "0.3"])
     assert "models:/fraud/1  blocked (unchanged since its last scan)" in same.output
     gentle = runner.invoke(main, ["registry", "scan", "mlflow", "--tracking-uri", uri, *evaluate, "--eps", "0.01"])

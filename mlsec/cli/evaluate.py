@@ -9,7 +9,9 @@ import click
 from mlsec.audit_records import record_evaluation
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.options import evaluation_options, fail_on_option, ledger_option, parse_shape, record, rules_option
-from mlsec.cli.scan import exit_code, parse_output, write_output
+from mlsec.cli.scan import exit_code, parse_output
+from mlsec.cli.writing import write_output
+from mlsec.evaluations import DEVICES
 from mlsec.findings import Severity
 from mlsec.outputs import FORMATS
 from mlsec.report import ScanReport
@@ -31,7 +33,7 @@ from mlsec.rules import load_ruleset
 @click.option("--trigger", metavar="R0:R1,C0:C1=V", help="Backdoor suite: a candidate trigger to measure (ASR, STRIP).")
 @click.option("--trigger-target", type=int, help="The class the trigger should force (default: the one it forces most).")
 @click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    "--device", type=click.Choice(DEVICES), default="auto", show_default=True,
     help="Where a torch model runs: auto takes a GPU when torch sees one.",
 )  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(min=1), default=900.0, show_default=True, help="Wall-clock seconds.")

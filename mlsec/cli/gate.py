@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import click
 from mlsec.audit_records import record_gate
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.options import as_paths, gate_options, ledger_entries, ledger_option, record
-from mlsec.cli.writing import write_atomic
+from mlsec.cli.writing import write_output
 from mlsec.decision import Decision
 from mlsec.errors import InputError
 from mlsec.gate import gate
@@ -71,11 +70,7 @@ def decide(report: Any, options: dict[str, Any]) -> Decision:
 
 def emit(decision: Decision, outputs: list[tuple[str, str | None]], inputs: list[str], stream: Any = None) -> None:
     for fmt, target in outputs:
-        text = DECISION_FORMATS[fmt](decision)
-        if target is None:
-            (stream or sys.stdout).write(text)
-        else:
-            write_atomic(target, text, inputs)
+        write_output(target, DECISION_FORMATS[fmt](decision), inputs, stream)
 
 
 @click.command("gate")
@@ -118,7 +113,7 @@ def gate_command(ctx: click.Context, report_path: str, outputs: tuple[str, ...],
             decision=decision,
             ledger=ledger_entries(ledger_path, report),
         )
-        (sys.stdout.write(text) if target is None else write_atomic(target, text, [report_path]))
+        write_output(target, text, [report_path])
     if not decision.allowed:
         ctx.exit(int(ExitCode.BLOCKED))
     ctx.exit(int(ExitCode.OK if recorded else ExitCode.INCOMPLETE))

@@ -157,13 +157,12 @@ def ledger_entries(ledger_path: str | None, report: object) -> list[Entry]:
     """The ledger's entries about any artifact of `report` (a ScanReport or its JSON), for the HTML report."""
     if not ledger_path:
         return []
-    from mlsec.audit_records import subjects_of  # noqa: PLC0415
+    from mlsec.audit_records import entries_about  # noqa: PLC0415
     from mlsec.ledger import Ledger, LedgerError  # noqa: PLC0415
 
-    digests = set(subjects_of(report).values())  # type: ignore[arg-type]
     try:
         with Ledger(ledger_path) as ledger:
-            return [e for e in ledger.entries() if digests & set(e.subjects.values())]
+            return entries_about(ledger, report)  # type: ignore[arg-type]
     except LedgerError:
         return []
 

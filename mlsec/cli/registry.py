@@ -35,7 +35,7 @@ evaluate_option = click.option(
 
 def _plan(evaluate_data: str | None, options: dict[str, Any]) -> Any:
     """The EvaluationPlan the --evaluate options describe, or None (and then no evaluation option may be set)."""
-    from mlsec.evaluations import SUITES  # noqa: PLC0415
+    from mlsec.evaluations import suites_named  # noqa: PLC0415
     from mlsec.registry.workflow import EvaluationPlan  # noqa: PLC0415
 
     named = {
@@ -46,10 +46,11 @@ def _plan(evaluate_data: str | None, options: dict[str, Any]) -> Any:
         if stray:
             raise click.UsageError(f"--{stray[0].replace('_', '-')} is an evaluation option: it needs --evaluate DATASET")
         return None
-    unknown = [s for s in named["suites"] if s not in (*SUITES, "all")]
-    if unknown:
-        raise click.BadParameter(f"unknown suite(s) {', '.join(unknown)}", param_hint="--suite")
-    named["suites"], named["epsilons"] = tuple(named["suites"]), tuple(named["epsilons"])
+    try:
+        named["suites"] = suites_named(named["suites"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--suite") from None
+    named["epsilons"] = tuple(named["epsilons"])
     named["input_shape"] = parse_shape(named["input_shape"])
     return EvaluationPlan(Path(evaluate_data), {k: v for k, v in named.items() if v is not None})
 

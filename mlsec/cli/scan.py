@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from mlsec.cli.options import (
     scale_options,
 )
 from mlsec.cli.progress import reporter
-from mlsec.cli.writing import write_atomic
+from mlsec.cli.writing import write_output
 from mlsec.findings import Severity
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
@@ -190,10 +189,3 @@ def _audit() -> Any:
     import mlsec.audit_records  # noqa: PLC0415
 
     return mlsec.audit_records
-
-
-def write_output(target: str | None, text: str, inputs: Sequence[str]) -> None:
-    if target is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(target, text, inputs)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from mlsec.errors import OutputError
 
@@ -37,3 +39,11 @@ def write_atomic(target: str, text: str, inputs: Sequence[str]) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write: {exc.strerror or exc}", path=target) from exc
+
+
+def write_output(target: str | None, text: str, inputs: Sequence[str], stream: TextIO | None = None) -> None:
+    """`text` to `stream` (default standard output) when there is no target, else atomically to `target`."""
+    if target is None:
+        (stream or sys.stdout).write(text)
+    else:
+        write_atomic(target, text, inputs)

@@ -35,6 +35,16 @@ _THRESHOLDS = (
     ("backdoor_success_rate", "max_backdoor_success_rate", False, "MLSEC-EVAL-006", False),
     ("class_suspicion_z", "warn_class_suspicion_z", False, "MLSEC-EVAL-007", True),
 )
+# what the ledger and registry tags keep of a result: the clean accuracy, and every metric a rule judges
+HEADLINE_METRICS = ("clean_accuracy", *dict.fromkeys(metric for metric, *_ in _THRESHOLDS))
+
+
+def suites_named(names: Sequence[str]) -> tuple[str, ...]:
+    """The suites `names` asks for, once each in order ("all": every suite); ValueError names unknown ones."""
+    unknown = [s for s in names if s not in (*SUITES, "all")]
+    if unknown:
+        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; this version runs: {', '.join(SUITES)} (or all)")
+    return SUITES if "all" in names else tuple(dict.fromkeys(names))
 
 
 def evaluate(
@@ -65,10 +75,7 @@ def evaluate(
     success rate on `trigger_target` (default: the class it most often forces) and STRIP. Suite "all" runs
     every suite. `device` is where a torch model runs: "auto" (a GPU when torch sees one), "cpu" or "cuda"."""
     ruleset = ruleset or load_ruleset()
-    suites = SUITES if "all" in suites else tuple(dict.fromkeys(suites))
-    unknown = [s for s in suites if s not in SUITES]
-    if unknown:
-        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; this version runs: {', '.join(SUITES)} (or all)")
+    suites = suites_named(suites)
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; one of {', '.join(DEVICES)}")
     if trigger:
@@ -195,4 +202,4 @@ def _with(report: ScanReport, results: list[EvaluationResult], findings: list[Fi
     return replace(report, evaluations=(*report.evaluations, *results), findings=tuple(merged))
 
 
-__all__ = ["DEVICES", "EVALUABLE_FORMATS", "SUITES", "SandboxLimits", "evaluate", "refusal"]
+__all__ = ["DEVICES", "EVALUABLE_FORMATS", "HEADLINE_METRICS", "SUITES", "SandboxLimits", "evaluate", "refusal", "suites_named"]

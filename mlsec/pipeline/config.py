@@ -229,7 +229,7 @@ def _stages(raw: Any, artifacts: dict[str, tuple[str, ...]], root: Path, bad: An
 def _evaluate(raw: Any, keys: tuple[Any, ...], scanned: tuple[str, ...], bad: Any) -> Evaluate | None:
     """`evaluate: {models: GROUP, data: GROUP, label_column, suites, eps, sample, input_shape, factory, trigger}`;
     both groups must be scanned in the same stage (an evaluation runs only on what its scan cleared)."""
-    from mlsec.evaluations import SUITES  # noqa: PLC0415 - the package itself, not the eval extra
+    from mlsec.evaluations import suites_named  # noqa: PLC0415 - the package itself, not the eval extra
 
     if not isinstance(raw, dict):
         bad(keys, "expected a mapping with models and data (artifact groups), and label_column, suites, eps...")
@@ -242,8 +242,12 @@ def _evaluate(raw: Any, keys: tuple[Any, ...], scanned: tuple[str, ...], bad: An
             bad((*keys, key), f"expected an artifact group this stage scans ({', '.join(scanned) or 'none'})")
             ok = False
     suites = raw.get("suites", ["adversarial"])
-    if not isinstance(suites, list) or not suites or any(s not in (*SUITES, "all") for s in suites):
-        bad((*keys, "suites"), f"expected a list of: {', '.join(SUITES)} (or all)")
+    try:
+        if not isinstance(suites, list) or not suites:
+            raise ValueError("expected a non-empty list of suites")
+        suites = suites_named(suites)
+    except ValueError as exc:
+        bad((*keys, "suites"), str(exc))
         ok = False
     eps = raw.get("eps", [0.1])
     if not isinstance(eps, list) or not all(isinstance(e, (int, float)) and e > 0 for e in eps):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlsec.audit_records import record_evaluation, record_gate, record_scan, record_signature, subjects_of
+from mlsec.audit_records import entries_about, record_evaluation, record_gate, record_scan, record_signature
 from mlsec.decision import Decision
 from mlsec.findings import Severity
 from mlsec.ledger import Ledger
@@ -70,7 +70,7 @@ def run_stage(
             if ledger:
                 record_gate(ledger, result.decision, report)
             result.exit_code = 0 if result.decision.allowed else 1
-        entries = [e for e in ledger.entries() if set(subjects_of(report).values()) & set(e.subjects.values())] if ledger else []
+        entries = entries_about(ledger, report) if ledger else []
     finally:
         if ledger:
             ledger.close()

@@ -119,12 +119,13 @@ def _evaluate(report: ScanReport, plan: EvaluationPlan, ruleset: RuleSet) -> Sca
 
 def evaluation_tag(report: ScanReport) -> str:
     """The evaluations' statuses and headline metrics, compact enough for a registry tag (500 characters)."""
-    headline = ("robust_accuracy", "label_issue_fraction", "class_suspicion_z", "anomaly_index", "backdoor_success_rate")
+    from mlsec.evaluations import HEADLINE_METRICS  # noqa: PLC0415
+
     names = {a.sha256: Path(a.path).name for a in report.artifacts if a.member is None}
     parts = []
     for e in report.evaluations:
         what = names.get(e.artifact_sha256, e.artifact_sha256[:12]) + ("" if e.name == e.status else f" {e.name}")
-        numbers = "".join(f" {k}={e.metrics[k]:g}" for k in headline if k in e.metrics)
+        numbers = "".join(f" {k}={e.metrics[k]:g}" for k in HEADLINE_METRICS if k in e.metrics)
         why = f" ({e.evidence.summary[:160]})" if e.status in ("error", "refused") else ""
         parts.append(f"{what} {e.status}{numbers}{why}")
     text = "; ".join(parts) or "no model to evaluate"
