@@ -226,6 +226,15 @@ def test_progress_lines_for_ci_logs(models: Path, monkeypatch: pytest.MonkeyPatc
     assert "(100%)" in lines[-1]
 
 
+def test_progress_lines_say_sizes_in_units_up_to_terabytes() -> None:
+    from mlsec.cli.progress import line
+    from mlsec.scan import Progress
+
+    said = line(Progress(3, 9, 2_500_000, 7_000_000_000_000_000, 1, "process pool"), 12.4)
+    assert said == "mlsec: scanned 3/9 files, 2.5 MB of 7000.0 TB (0%), 1 from the cache, 12 s (process pool)"
+    assert line(Progress(1, 1, 999, 999, 0, "in-process"), 0).startswith("mlsec: scanned 1/1 files, 999 B of 999 B (100%)")
+
+
 def test_a_progress_bar_on_a_terminal(models: Path) -> None:
     """On a real pseudo-terminal: rich draws the bar on standard error; standard output keeps the report."""
     import pty

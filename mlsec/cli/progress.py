@@ -73,9 +73,12 @@ def line(p: Progress, elapsed: float) -> str:
     )
 
 
+_UNITS = ("B", "KB", "MB", "GB", "TB")
+
+
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    step = 0
+    while n >= 1000 and step < len(_UNITS) - 1:
         n /= 1000
-    return f"{n:.1f} TB"
+        step += 1
+    return f"{n:.0f} B" if step == 0 else f"{n:.1f} {_UNITS[step]}"
