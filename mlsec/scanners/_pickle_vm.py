@@ -152,12 +152,10 @@ _COUNTED = {  # arg name -> (length struct, kind)
 }
 _FIXED = {name: struct.Struct(fmt) for name, fmt in
           {"uint1": "<B", "uint2": "<H", "int4": "<i", "uint4": "<I", "uint8": "<Q", "float8": ">d"}.items()}  # fmt: skip
-# every opcode by its byte, and its argument's name (None: no argument): one list index per opcode read
+# every opcode by its byte: one list index per opcode read
 _OPCODES: list[pickletools.OpcodeInfo | None] = [None] * 256
-_ARGS: list[str | None] = [None] * 256
 for _op in pickletools.opcodes:
     _OPCODES[ord(_op.code)] = _op
-    _ARGS[ord(_op.code)] = _op.arg.name if _op.arg is not None else None
 _NL_READERS = {
     "stringnl": pickletools.read_stringnl,
     "stringnl_noescape": pickletools.read_stringnl_noescape,
@@ -299,8 +297,7 @@ class PickleMachine:
             res.opcodes += 1
             if res.opcodes > max_opcodes:
                 raise LimitExceeded("pickle opcodes", max_opcodes, res.opcodes)
-            argname = _ARGS[code[0]]
-            arg = _read_arg(stream, argname) if argname is not None else None
+            arg = _read_arg(stream, op.arg.name) if op.arg is not None else None
             name = op.name
             # the branches most pickles spend their opcodes in come first (literals, the memo, marks)
             if name in _LITERAL_OPS:
