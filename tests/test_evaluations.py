@@ -473,6 +473,38 @@ def test_a_whole_module_loads_only_when_the_user_vouches_for_its_classes(
     assert "a state dict needs --model-factory" in result["evidence"]["summary"]
 
 
+def test_a_torchscript_model_is_evaluated_once_its_medium_findings_are_vouched_for(
+    cnn: tuple[Path, Path], digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A TorchScript archive's classes are its own compiled code (MLSEC-PICKLE-005, medium), so it is refused
+    at the default bar; with refuse_at moved to high in a --rules directory, the child loads it with
+    torch.jit.load and attacks it as a torch module (white-box)."""
+    import warnings
+
+    import torch
+
+    module = _cnn_module().make()
+    module.load_state_dict(torch.load(cnn[0], weights_only=True))
+    scripted = tmp_path / "cnn_script.pt"
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; archives of it are still met
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module.eval()).save(str(scripted))
+    args = ("evaluate", str(scripted), "--data", str(digits[1]), "--input-shape", "1,8,8", "--sample", "50", "--eps", "0.02",
+            "-o", "json")  # fmt: skip
+    refused = _mlsec(*args)
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["evaluations"][0]["status"] == "refused"
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "vouch.toml").write_text('[lists.evaluation_thresholds]\nrefuse_at = "high"\n')
+    vouched = _mlsec(*args, "--rules", str(rules))
+    assert vouched.returncode == 0, vouched.stderr
+    (result,) = json.loads(vouched.stdout)["evaluations"]
+    assert result["status"] == "completed"
+    assert result["metrics"]["clean_accuracy"] > 0.9
+    assert "fgsm" in result["parameters"]["attacks"]
+
+
 def test_device_cuda_without_a_gpu_is_an_error_that_says_so(digits: tuple[Path, Path]) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

@@ -86,11 +86,12 @@ def load_model(path: Path, request: dict[str, Any]) -> Any:
         return model.eval().to(request["device"])
     if path.suffix.lower() == ".onnx":
         return OnnxModel(path)
-    if _is_torch_zip(path):
+    kind = _torch_zip_kind(path)
+    if kind == "torchscript":
         import torch  # noqa: PLC0415
 
-        if _is_torchscript(path):
-            return torch.jit.load(str(path), map_location="cpu").eval().to(request["device"])
+        return torch.jit.load(str(path), map_location="cpu").eval().to(request["device"])
+    if kind == "pickle":
         return _whole_module(path, request).eval().to(request["device"])
     import joblib  # noqa: PLC0415
 
@@ -156,20 +157,18 @@ class OnnxModel:
         return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _is_torch_zip(path: Path) -> bool:
+def _torch_zip_kind(path: Path) -> str | None:
+    """What torch wrote: "torchscript" (a code/ folder), "pickle" (torch.save's data.pkl: a module or a state
+    dict), or None (not a torch zip)."""
     import zipfile  # noqa: PLC0415
 
     if not zipfile.is_zipfile(path):
-        return False
+        return None
     with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1] == "data.pkl" for name in archive.namelist())
-
-
-def _is_torchscript(path: Path) -> bool:
-    import zipfile  # noqa: PLC0415
-
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+        inside = [name.split("/", 1)[-1] for name in archive.namelist()]
+    if any(name.startswith("code/") for name in inside):
+        return "torchscript"
+    return "pickle" if "data.pkl" in inside else None
 
 
 def _torch_threads(threads: int) -> None:

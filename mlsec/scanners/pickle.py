@@ -40,10 +40,13 @@ class _Policy:
     dangerous_rule: str
     safe: Mapping[str, frozenset[str]]
     patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    exceptions: Mapping[str, frozenset[str]]
 
     def classify(self, module: str, name: str) -> tuple[str | None, str]:
         """(rule id or None when allowed, why) for one global."""
         full_module, _, last = f"{module}.{name}".rpartition(".")
+        if name in self.exceptions.get(module, ()) and last not in self.dangerous_names:
+            return None, "an inert name in a denied module (pickle_deny_exceptions)"
         for table, rule_id in self.categories:
             for mod, attr in ((module, name), (full_module, last)):
                 if _listed(table, mod, attr):
@@ -81,6 +84,7 @@ def _policy(ruleset: RuleSet) -> _Policy:
             dangerous_rule=_rule_for_list(ruleset, "pickle_dangerous_names"),
             safe={m: frozenset(n) for m, n in ruleset.list("pickle_safe_globals").items()},
             patterns=tuple((p["module"], re.compile(p["name"])) for p in ruleset.list("pickle_safe_patterns")),
+            exceptions={m: frozenset(n) - {"*"} for m, n in ruleset.list("pickle_deny_exceptions").items()},
         )
     return cached
 

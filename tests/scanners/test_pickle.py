@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -143,3 +144,32 @@ def test_own_rules_dir_can_allowlist_a_class(tmp_path: Path) -> None:
 def test_blocking_findings_carry_decompiled_evidence(tmp_path: Path) -> None:
     report = _scan_bytes(tmp_path, b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.")
     assert "system('id')" in str(report.findings[0].evidence.facts["decompiled"])
+
+
+def _global_call(module: str, name: str) -> bytes:
+    """A protocol-4 pickle that imports module.name and calls it with ([1],)."""
+    return b"\x80\x04" + _str(module) + _str(name) + b"\x93]K\x01a\x85R."
+
+
+def test_inert_names_in_a_denied_module_are_exceptions_and_nothing_else_is(tmp_path: Path) -> None:
+    """torch.jit is denied as a whole (it compiles code); its _pickle helpers return their argument and are
+    in pickle_deny_exceptions, exactly by name: a neighbour in the same module, or torch.jit.load, stays critical."""
+    inert = _scan_bytes(tmp_path, _global_call("torch.jit._pickle", "build_intlist"), "inert.pkl")
+    assert "MLSEC-PICKLE-001" not in _rules(inert)
+    for module, name in (("torch.jit._pickle", "not_a_helper"), ("torch.jit", "load")):
+        denied = _scan_bytes(tmp_path, _global_call(module, name), f"{name}.pkl")
+        assert "MLSEC-PICKLE-001" in _rules(denied), (module, name)
+
+
+def test_a_torchscript_archive_is_judged_by_its_classes_not_criticised_for_its_list_helpers(tmp_path: Path) -> None:
+    """ScriptModule.save() writes torch.jit._pickle.build_intlist into data.pkl and every debug_pkl: the
+    archive's findings are its TorchScript classes (__torch__.*, medium) and fickling's opinion, not critical."""
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; archives of it are still met
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(model.eval()).save(str(tmp_path / "script.pt"))
+    report = scan([str(tmp_path / "script.pt")])
+    assert report.findings, "its classes are not on the allowlist: there is something to say"
+    assert max(f.severity for f in report.findings) == Severity.MEDIUM
+    assert any("__torch__.torch.nn.modules" in f.message for f in report.findings if f.rule_id == "MLSEC-PICKLE-005")
