@@ -87,11 +87,14 @@ class ProcessPool:
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # noqa: PLC0415
         from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
-        import mlsec.scanners  # noqa: F401, PLC0415 - loaded once here, so forked workers start with it
+        from mlsec.scanners import heavy_modules, preload  # noqa: PLC0415 - loaded once here, so workers start with it
 
+        heavy = heavy_modules(unit.path for unit in units.values())
         context = multiprocessing.get_context(_start_method())
         if context.get_start_method() == "forkserver":
-            context.set_forkserver_preload(["mlsec.scan_unit", "mlsec.scanners"])
+            context.set_forkserver_preload(["mlsec.scan_unit", "mlsec.scanners", *heavy])
+        else:
+            preload(heavy)
         batches = _batches(units, jobs)
         lost: list[int] = []
         with ProcessPoolExecutor(min(jobs, len(batches)), context, _init_worker, (settings,)) as pool:

@@ -346,3 +346,27 @@ def test_a_warm_rescan_costs_one_stat_per_file(tmp_path: Path, monkeypatch: pyte
     assert len(looks_for_markers) <= 3, looks_for_markers  # only model000, whose listing holds .cache
     # the OCI-layout look per folder (and .cache, a folder too), a few at the root; before: three per folder
     assert len(in_tree) <= folders + 10, in_tree
+
+
+def test_a_pool_imports_the_heavy_libraries_its_files_need_once_before_forking(tmp_path: Path) -> None:
+    """Workers forked after the parent imported onnx start with it (0.1 s each otherwise); a tree without .onnx
+    files does not pay for it. jinja2 and TensorFlow's protobuf descriptors load only for files that need them."""
+    from mlsec.scanners import heavy_modules
+
+    assert heavy_modules(["a/model.ONNX", "b.pt", "c.joblib", "d.parquet", "e.onnx"]) == [
+        "onnx", "fickling.fickle", "fickling.analysis", "pandas", "pyarrow.parquet",
+    ]  # fmt: skip
+    for name in ("mlp.onnx", "weights.npy"):
+        shutil.copy(FIXTURES / "models" / "benign" / name, tmp_path / name)
+    code = (
+        "import sys, json\nfrom mlsec import scan\n"
+        "if __name__ == '__main__':\n"
+        "    report = scan(sys.argv[1:], jobs=2)\n"
+        "    print(json.dumps([len(report.artifacts), [m in sys.modules for m in ('onnx', 'jinja2', 'google.protobuf.descriptor_pb2')]]))"
+    )
+    with_onnx = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert json.loads(with_onnx.stdout) == [2, [True, False, False]]
+    without = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "weights.npy")], capture_output=True, text=True, check=True
+    )
+    assert json.loads(without.stdout) == [1, [False, False, False]]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
+from collections.abc import Iterable
+
 from mlsec.scanners.base import ScanContext, Scanner
 from mlsec.scanners.dataset import DatasetScanner
 from mlsec.scanners.dependencies import DependencyScanner, OsPackageScanner
@@ -53,4 +58,36 @@ def scanners_for(fmt: str) -> tuple[Scanner, ...]:
     return _BY_FORMAT.get(fmt, ())
 
 
-__all__ = ["SCANNERS", "ScanContext", "Scanner", "scanners_for"]
+# The heavy libraries scanners import on first use, by the file name suffixes that usually need them. A process
+# pool imports those its units will want once, before it forks, instead of in every worker (measured, per
+# worker: pandas 0.36 s, h5py 0.10 s, onnx with numpy 0.10 s, pyarrow 0.09 s, fickling 0.03 s).
+HEAVY_BY_SUFFIX: dict[str, tuple[str, ...]] = {
+    ".onnx": ("onnx",),
+    **dict.fromkeys((".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"), ("fickling.fickle", "fickling.analysis")),
+    **dict.fromkeys((".h5", ".hdf5", ".keras"), ("h5py",)),
+    **dict.fromkeys((".csv", ".tsv", ".jsonl", ".ndjson"), ("pandas",)),
+    ".parquet": ("pandas", "pyarrow.parquet"),
+}
+log = logging.getLogger(__name__)
+
+
+def heavy_modules(paths: Iterable[str]) -> list[str]:
+    """The heavy libraries that files named like `paths` will probably need, in a stable order."""
+    wanted: dict[str, None] = {}
+    for path in paths:
+        for module in HEAVY_BY_SUFFIX.get(os.path.splitext(path)[1].lower(), ()):
+            wanted[module] = None
+    return list(wanted)
+
+
+def preload(modules: Iterable[str]) -> None:
+    """Import `modules` now (a pool's parent, before forking). One that fails is left for the scanner that needs it
+    to report, with the file's name."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - only a head start: the scanner imports it again and says why
+            log.debug("preloading %s failed: %s", module, exc)
+
+
+__all__ = ["SCANNERS", "ScanContext", "Scanner", "heavy_modules", "preload", "scanners_for"]

@@ -13,7 +13,6 @@ from typing import Any, BinaryIO, ClassVar
 
 from mlsec.artifacts import Blob
 from mlsec.findings import Finding
-from mlsec.scanners._jinja import template_findings
 from mlsec.scanners.base import ScanContext
 
 _SOURCE = "mlsec gguf"
@@ -113,6 +112,8 @@ class GgufScanner:
         ctx.describe(blob, **facts)
         for key, value in metadata.items():
             if key == "tokenizer.chat_template" or key.startswith("tokenizer.chat_template."):
+                from mlsec.scanners._jinja import template_findings  # noqa: PLC0415 - jinja2 only for a template
+
                 yield from template_findings(key, value, blob, ctx, rules=("MLSEC-GGUF-002", "MLSEC-GGUF-003"), source=_SOURCE)
 
 

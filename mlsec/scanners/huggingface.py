@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from mlsec.artifacts import Blob
 from mlsec.findings import Finding
-from mlsec.scanners._jinja import template_findings
 from mlsec.scanners.base import ScanContext
 
 _SOURCE = "mlsec huggingface"
@@ -94,4 +93,6 @@ def _templates(doc: dict[str, Any], blob: Blob, ctx: ScanContext) -> Iterator[Fi
 
 def _check_templates(named: list[tuple[str, Any]], blob: Blob, ctx: ScanContext) -> Iterator[Finding]:
     for key, template in named:
+        from mlsec.scanners._jinja import template_findings  # noqa: PLC0415 - jinja2 only for a template
+
         yield from template_findings(key, template, blob, ctx, rules=("MLSEC-HF-002", "MLSEC-HF-003"), source=_SOURCE)

@@ -16,7 +16,6 @@ from mlsec.artifacts import Blob
 from mlsec.errors import InputError
 from mlsec.findings import Finding
 from mlsec.rules import RuleSet
-from mlsec.scanners._tf_proto import message_class
 from mlsec.scanners.base import ScanContext
 
 _SOURCE = "mlsec tensorflow"
@@ -64,6 +63,8 @@ class TensorFlowScanner:
             data = fh.read()
         saved = blob.format == "tf-savedmodel"
         try:
+            from mlsec.scanners._tf_proto import message_class  # noqa: PLC0415 - protobuf descriptors only for TF files
+
             parsed = message_class("SavedModel" if saved else "GraphDef").FromString(data)
         except DecodeError as exc:
             if not saved:  # any file may be called .pb: say it could not be read, do not call it bad

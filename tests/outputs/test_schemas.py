@@ -66,3 +66,20 @@ def test_json_is_reproducible_with_source_date_epoch(monkeypatch: pytest.MonkeyP
 def test_report_round_trips_through_json(report: ScanReport) -> None:
     again = ScanReport.from_json(report.to_json())
     assert again.to_json() == report.to_json()
+
+
+def test_the_json_report_has_one_record_per_line(report: ScanReport) -> None:
+    """json's C encoder writes it (indent=2 would run the pure-Python one); each artifact, finding, skip and
+    error is one line, under a top level indented as before."""
+    text = report.to_json()
+    lines = text.splitlines()
+    assert json.loads(text) == report.to_dict()
+    assert (lines[0], lines[-1]) == ("{", "}")
+    assert text.endswith("}\n")
+    doc = report.to_dict()
+    for key in ("artifacts", "findings", "skipped", "errors"):
+        start = lines.index(f'  "{key}": [')
+        records = lines[start + 1 : start + 1 + len(doc[key])]
+        assert [json.loads(line.strip().rstrip(",")) for line in records] == doc[key]
+        assert lines[start + 1 + len(doc[key])].strip() in ("]", "],")
+    assert '  "evaluations": []' in lines
