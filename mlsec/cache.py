@@ -34,7 +34,6 @@ from pathlib import Path
 from mlsec import __version__
 from mlsec.inputs import Unit, fingerprint, hash_file
 from mlsec.inputs.events import printable
-from mlsec.report import ScanReport
 from mlsec.scan_unit import Collected, ScanSettings, provenance_key
 
 log = logging.getLogger(__name__)
@@ -278,11 +277,10 @@ class Session:
 
 def _decode(text: str) -> Collected | None:
     try:
-        report = ScanReport.from_json(text)
+        return Collected.decode(text)
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("result cache: an entry could not be read (%s); scanning again", exc)
         return None
-    return Collected(list(report.artifacts), list(report.findings), list(report.skipped), [])
 
 
 def _sha256_or_none(path: str) -> str | None:

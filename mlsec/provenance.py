@@ -44,24 +44,34 @@ def facts_for(path: str) -> dict[str, JSONScalar]:
 
 def forget() -> None:
     """Drop what was learned about folders (a scan starts afresh: a checkout may have moved HEAD since)."""
-    for cached in (_resolved, _git_facts):
-        cached.cache_clear()
+    _git_facts.cache_clear()
+    _RESOLVED.clear()
     _NEAREST.clear()
     _UNMARKED.clear()
 
 
-def note_listing(folder: str, names: Iterable[str]) -> None:
-    """What a walk saw listing `folder`: when none of its names starts a marker (.git, .cache), looking for
-    markers there needs no system call. (The walk lists every folder anyway; a re-scan then costs one stat
-    per file, not three.)"""
+def note_listing(folder: str, names: Iterable[str], absolute: str | None = None) -> None:
+    """What a walk saw listing `folder` (whose absolute path the walk may know: `absolute`): when none of its
+    names starts a marker (.git, .cache), looking for markers there needs no system call. (The walk lists
+    every folder anyway; a re-scan then costs one stat per file, not three.)"""
+    if absolute is not None and len(_RESOLVED) < _MAX_RESOLVED:
+        _RESOLVED[folder] = absolute
     if _MARKER_ROOTS.isdisjoint(names):
         _UNMARKED.add(_resolved(folder))
 
 
-@lru_cache(maxsize=65536)
+_RESOLVED: dict[str, str] = {}
+_MAX_RESOLVED = 1 << 16  # as many folders as the lru_cache this replaced kept
+
+
 def _resolved(folder: str) -> str:
     """The folder's absolute path, lexically (no system call per component: a walk meets thousands)."""
-    return os.path.abspath(folder)
+    found = _RESOLVED.get(folder)
+    if found is None:
+        found = os.path.abspath(folder)  # asks for the working directory: once per folder, or never for walked ones
+        if len(_RESOLVED) < _MAX_RESOLVED:
+            _RESOLVED[folder] = found
+    return found
 
 
 _NEAREST: dict[tuple[str, str], tuple[str, int] | None] = {}

@@ -97,7 +97,7 @@ class ScanReport:
                 "errors": len(self.errors),
             },
             "artifacts": [_artifact(a) for a in self.artifacts],
-            "findings": [_finding(f) for f in self.findings],
+            "findings": [finding_to_dict(f) for f in self.findings],
             "skipped": [{"path": s.path, "member": s.member, "reason": s.reason} for s in self.skipped],
             "errors": [
                 {"path": e.path, "member": e.member, "scanner": e.scanner, "error_type": e.error_type, "reason": e.reason}
@@ -134,17 +134,7 @@ class ScanReport:
                 )
                 for a in doc["artifacts"]
             ),
-            findings=tuple(
-                Finding(
-                    rule_id=f["rule_id"],
-                    severity=Severity.parse(f["severity"]),
-                    message=f["message"],
-                    location=Location(**f["location"]),
-                    evidence=Evidence(**f["evidence"]),
-                    artifact_sha256=f.get("artifact_sha256"),
-                )
-                for f in doc["findings"]
-            ),
+            findings=tuple(map(finding_from_dict, doc["findings"])),
             skipped=tuple(Skipped(path=s["path"], reason=s["reason"], member=s.get("member")) for s in doc["skipped"]),
             errors=tuple(ScanError(**e) for e in doc["errors"]),
             evaluations=tuple(
@@ -166,7 +156,20 @@ def _artifact(a: Artifact) -> JSON:
     }
 
 
-def _finding(f: Finding) -> JSON:
+def finding_from_dict(f: dict[str, Any]) -> Finding:
+    """A finding as the report's JSON holds it, back as a Finding."""
+    return Finding(
+        rule_id=f["rule_id"],
+        severity=Severity.parse(f["severity"]),
+        message=f["message"],
+        location=Location(**f["location"]),
+        evidence=Evidence(**f["evidence"]),
+        artifact_sha256=f.get("artifact_sha256"),
+    )
+
+
+def finding_to_dict(f: Finding) -> JSON:
+    """A finding as the report's JSON holds it."""
     loc = f.location
     return {
         "rule_id": f.rule_id,

@@ -85,7 +85,18 @@ def load_ruleset(extra_dirs: Sequence[Path] = ()) -> RuleSet:
         if not Path(directory).is_dir():
             raise RuleError(f"rules directory not found: {directory}", path=str(directory))
         files.extend(sorted(Path(directory).glob("*.toml")))
-    return _build(files)
+    try:
+        key = tuple((str(path), hashlib.sha256(path.read_bytes()).digest()) for path in files)
+    except OSError:
+        return _build(files)  # which says which file could not be read
+    if key not in _LOADED:  # a process that scans again (a service, a pipeline's stages) parses the rules once
+        if len(_LOADED) >= 8:
+            _LOADED.clear()
+        _LOADED[key] = _build(files)
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple[tuple[str, bytes], ...], RuleSet] = {}  # RuleSets are frozen: shared, by their files' bytes
 
 
 def _build(files: Iterable[Path]) -> RuleSet:

@@ -6,6 +6,8 @@ import os
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from mlsec import ScanLimits, scan
 from tests.conftest import fixture
 
@@ -103,3 +105,24 @@ def test_nothing_is_written_next_to_the_inputs(tmp_path: Path) -> None:
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     scan([str(target)])
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def test_a_small_file_is_read_at_its_size_and_whole_if_it_grew_meanwhile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small file is read with one request of its own size (not 1 MiB: that allocation cost 22 us a file);
+    one that grew between the stat and the read is still read whole, up to the in-memory limit."""
+    import hashlib
+
+    from mlsec import inputs
+
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"a,b\n" + b"1,2\n" * 5000)
+    real = os.fstat
+
+    def stale(fd: int) -> os.stat_result:  # the size the file had a moment before
+        st = real(fd)
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 100, 0, 0, 0))
+
+    monkeypatch.setattr(inputs.os, "fstat", stale)
+    blob = next(e for e in inputs.walk([str(path)], ScanLimits()) if isinstance(e, inputs.Blob))
+    assert blob.size == path.stat().st_size == len(blob.data)
+    assert blob.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -370,3 +370,20 @@ def test_a_pool_imports_the_heavy_libraries_its_files_need_once_before_forking(t
         [sys.executable, "-c", code, str(tmp_path / "weights.npy")], capture_output=True, text=True, check=True
     )
     assert json.loads(without.stdout) == [1, [False, False, False]]
+
+
+def test_rules_parse_once_per_process_until_a_file_changes(tmp_path: Path) -> None:
+    """A service or pipeline that scans again reuses the parsed (frozen) rule set; an edited rules file counts."""
+    from mlsec.rules import load_ruleset
+
+    assert load_ruleset() is load_ruleset()
+    extra = tmp_path / "rules"
+    extra.mkdir()
+    (extra / "local.toml").write_text('[lists.pickle_safe_globals]\nmylib = ["Model"]\n')
+    first = load_ruleset([extra])
+    assert first is load_ruleset([extra])
+    assert first.digest != load_ruleset().digest
+    (extra / "local.toml").write_text('[lists.pickle_safe_globals]\nmylib = ["Model", "Other"]\n')
+    changed = load_ruleset([extra])
+    assert changed.list("pickle_safe_globals")["mylib"] == ["Model", "Other"]
+    assert changed.digest not in (first.digest, load_ruleset().digest)

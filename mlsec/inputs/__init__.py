@@ -111,15 +111,15 @@ def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None
     target resolves inside that directory: a Hugging Face cache's snapshots link into its blobs/. Files whose
     real path is in `seen` were already scanned under another name. One stat per file, whose fingerprint
     the result cache reuses."""
-    stack = [root]
+    stack = [(root, os.path.abspath(root))]  # each folder with its absolute path, joined once per folder
     while stack:
-        dirpath = stack.pop()
+        dirpath, absolute = stack.pop()
         try:
             with os.scandir(dirpath) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError:
             continue  # as os.walk: a directory that cannot be listed is passed over
-        provenance.note_listing(dirpath, (e.name for e in entries))
+        provenance.note_listing(dirpath, (e.name for e in entries), absolute)
         dirs, files = [], []
         for entry in entries:
             (dirs if _is_dir(entry) else files).append(entry)
@@ -132,7 +132,7 @@ def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None
             elif _HF_CACHE_REPO.match(entry.name) and os.path.isdir(os.path.join(entry.path, "snapshots")):
                 yield from _hf_cache_repo(entry.path)
             else:
-                descend.append(entry.path)
+                descend.append((entry.path, os.path.join(absolute, entry.name)))
         for entry in files:
             yield from _file_unit(entry, links_into, seen)
         stack.extend(reversed(descend))
@@ -231,15 +231,17 @@ def _image(path: str, limits: ScanLimits, options: images.ImageOptions, blob: Bl
 def _file(path: str, limits: ScanLimits, options: images.ImageOptions) -> Iterator[Event]:
     shown = printable(path)  # what reports say; `path` is what is opened
     try:
-        size = os.stat(path).st_size
-        if size > limits.max_file_bytes:
-            yield ScanError(
-                shown, f"file of {size} bytes exceeds the limit of {limits.max_file_bytes}", error_type="LimitExceeded"
-            )
-            return
         with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limits.max_file_bytes:
+                yield ScanError(
+                    shown, f"file of {size} bytes exceeds the limit of {limits.max_file_bytes}", error_type="LimitExceeded"
+                )
+                return
             if size <= _READ_WHOLE:  # small: read once, hashed and scanned from memory
-                data: bytes | None = fh.read(_READ_WHOLE + 1)
+                data: bytes | None = fh.read(size + 1)  # its size, not 1 MiB: that allocation cost 22 us a file
+                if len(data) > size:  # it grew since: as much as a small file may hold
+                    data += fh.read(_READ_WHOLE - size)
                 head, last, size = data[:4096], data[-1:], len(data)
             else:
                 data, head = None, fh.read(4096)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import pickletools
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 from mlsec.errors import LimitExceeded
@@ -152,10 +154,6 @@ _COUNTED = {  # arg name -> (length struct, kind)
 }
 _FIXED = {name: struct.Struct(fmt) for name, fmt in
           {"uint1": "<B", "uint2": "<H", "int4": "<i", "uint4": "<I", "uint8": "<Q", "float8": ">d"}.items()}  # fmt: skip
-# every opcode by its byte: one list index per opcode read
-_OPCODES: list[pickletools.OpcodeInfo | None] = [None] * 256
-for _op in pickletools.opcodes:
-    _OPCODES[ord(_op.code)] = _op
 _NL_READERS = {
     "stringnl": pickletools.read_stringnl,
     "stringnl_noescape": pickletools.read_stringnl_noescape,
@@ -226,6 +224,30 @@ _LITERAL_OPS = frozenset(
     ]
 )
 _CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
+# The groups most pickles spend their opcodes in, tested first as small integers; other opcodes go by name.
+_PUSH, _PUT, _MEMOIZE, _GET, _CONSTANT, _OTHER = range(6)
+_GROUPS = {
+    **dict.fromkeys(_LITERAL_OPS, _PUSH),
+    **dict.fromkeys(("PUT", "BINPUT", "LONG_BINPUT"), _PUT),
+    "MEMOIZE": _MEMOIZE,
+    **dict.fromkeys(("GET", "BINGET", "LONG_BINGET"), _GET),
+    **dict.fromkeys(_CONSTANTS, _CONSTANT),
+}
+
+
+def _arg_reader(argname: str) -> Callable[[_Stream], Any]:
+    """What reads an opcode's argument: a fixed-size one unpacked directly, any other through _read_arg."""
+    fixed = _FIXED.get(argname)
+    if fixed is None:
+        return partial(_read_arg, argname=argname)
+    size, unpack = fixed.size, fixed.unpack
+    return lambda stream: unpack(stream.read(size))[0]
+
+
+# every opcode by its byte (one list index per opcode read): its name, group and argument reader
+_OPCODES: list[tuple[str, int, Callable[[_Stream], Any] | None] | None] = [None] * 256
+for _op in pickletools.opcodes:
+    _OPCODES[ord(_op.code)] = (_op.name, _GROUPS.get(_op.name, _OTHER), _arg_reader(_op.arg.name) if _op.arg else None)
 _DTYPE_RE = re.compile(r"^[<>|=]?([a-zA-Z])(\d*)$")
 
 
@@ -288,32 +310,32 @@ class PickleMachine:
             res.imports.append(ImportEvent(str(module), str(name), opname, offset, index))
             return GlobalRef(str(module), str(name))
 
+        read = stream.read
         while True:
             offset = stream.pos
-            code = stream.read(1)
-            op = _OPCODES[code[0]]
+            byte = read(1)[0]
+            op = _OPCODES[byte]
             if op is None:
-                raise Malformed(f"invalid opcode {code!r}", offset)
+                raise Malformed(f"invalid opcode {bytes((byte,))!r}", offset)
             res.opcodes += 1
             if res.opcodes > max_opcodes:
                 raise LimitExceeded("pickle opcodes", max_opcodes, res.opcodes)
-            arg = _read_arg(stream, op.arg.name) if op.arg is not None else None
-            name = op.name
-            # the branches most pickles spend their opcodes in come first (literals, the memo, marks)
-            if name in _LITERAL_OPS:
+            name, group, reader = op
+            arg = reader(stream) if reader is not None else None
+            if group == _PUSH:
                 stack.append(arg)
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            elif group in (_PUT, _MEMOIZE):
                 if not stack:
                     raise Malformed("stack underflow", offset)
-                key = len(memo) if name == "MEMOIZE" else int(arg)
+                key = len(memo) if group == _MEMOIZE else int(arg)
                 memo[key] = stack[-1]
                 if len(memo) > max_memo:
                     raise LimitExceeded("pickle memo entries", max_memo, len(memo))
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
+            elif group == _GET:
                 if arg not in memo:
                     raise Malformed(f"memo key {arg} not found", offset)
                 stack.append(memo[arg])
-            elif name in _CONSTANTS:
+            elif group == _CONSTANT:
                 stack.append(_CONSTANTS[name])
             elif name == "PROTO":
                 res.protocol = max(res.protocol, int(arg))

@@ -14,7 +14,7 @@ import io
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, ClassVar
 
 from mlsec.artifacts import Blob
@@ -41,9 +41,18 @@ class _Policy:
     safe: Mapping[str, frozenset[str]]
     patterns: tuple[tuple[str, re.Pattern[str]], ...]
     exceptions: Mapping[str, frozenset[str]]
+    verdicts: dict[tuple[str, str], tuple[str | None, str]] = field(default_factory=dict)  # classify's, remembered
 
     def classify(self, module: str, name: str) -> tuple[str | None, str]:
         """(rule id or None when allowed, why) for one global."""
+        verdict = self.verdicts.get((module, name))
+        if verdict is None:
+            verdict = self._classify(module, name)
+            if len(self.verdicts) < 65536:  # a registry's models import the same few hundred globals
+                self.verdicts[module, name] = verdict
+        return verdict
+
+    def _classify(self, module: str, name: str) -> tuple[str | None, str]:
         full_module, _, last = f"{module}.{name}".rpartition(".")
         if name in self.exceptions.get(module, ()) and last not in self.dangerous_names:
             return None, "an inert name in a denied module (pickle_deny_exceptions)"
