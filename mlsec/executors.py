@@ -7,6 +7,7 @@ in the order given; which executor runs is invisible to it. Only paths cross a p
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -84,8 +85,6 @@ class ProcessPool:
     ) -> list[int]:
         """Scan `units` into `results`; returns the indices lost to a broken pool."""
         import multiprocessing  # noqa: PLC0415 - a warm re-scan with nothing to scan never needs a pool
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # noqa: PLC0415
-        from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
         from mlsec.scanners import heavy_modules, preload  # noqa: PLC0415 - loaded once here, so workers start with it
 
@@ -96,25 +95,48 @@ class ProcessPool:
         else:
             preload(heavy)
         batches = _batches(units, jobs)
-        lost: list[int] = []
-        with ProcessPoolExecutor(min(jobs, len(batches)), context, _init_worker, (settings,)) as pool:
-            try:
-                pending = {pool.submit(_scan_batch_in_worker, [units[i] for i in batch]): batch for batch in batches}
-            except BrokenProcessPool:
-                return sorted(units)
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    batch = pending.pop(future)
-                    try:
-                        collected = future.result()
-                    except BrokenProcessPool:
-                        lost.extend(batch)
-                        continue
-                    for index, result in zip(batch, collected, strict=True):
-                        results[index] = result
-                        done(index)
-        return sorted(lost)
+        # Forked workers share this process's pages until they write to them, and a garbage collection writes to
+        # every object it walks: frozen, the objects already here are walked neither in a worker nor here while
+        # results pour in (1.35 -> 1.23 s cold on the 2.7 GB benchmark registry). Thawed when the pool is done.
+        gc.freeze()
+        try:
+            return _pool(min(jobs, len(batches)), context, settings, units, batches, results, done)
+        finally:
+            gc.unfreeze()
+
+
+def _pool(
+    workers: int,
+    context: Any,
+    settings: ScanSettings,
+    units: dict[int, Unit],
+    batches: list[list[int]],
+    results: dict[int, Collected],
+    done: Done,
+) -> list[int]:
+    """`batches` of `units` through a pool of `workers` processes into `results`; the indices lost to a broken pool."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # noqa: PLC0415
+    from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
+
+    lost: list[int] = []
+    with ProcessPoolExecutor(workers, context, _init_worker, (settings,)) as pool:
+        try:
+            pending = {pool.submit(_scan_batch_in_worker, [units[i] for i in batch]): batch for batch in batches}
+        except BrokenProcessPool:
+            return sorted(units)
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                batch = pending.pop(future)
+                try:
+                    collected = future.result()
+                except BrokenProcessPool:
+                    lost.extend(batch)
+                    continue
+                for index, result in zip(batch, collected, strict=True):
+                    results[index] = result
+                    done(index)
+    return sorted(lost)
 
 
 def _start_method() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import multiprocessing.forkserver
@@ -53,6 +54,7 @@ def test_the_pool_report_is_the_serial_report(serial: ScanReport, start: str, mo
     monkeypatch.setattr(executors, "_start_method", lambda: start)
     seen: list[Progress] = []
     pooled = scan([str(FIXTURES)], jobs=2, progress=seen.append)
+    assert gc.get_freeze_count() == 0  # the pool froze this process's objects while it forked and ran, no longer
     assert len(serial.artifacts) > 300  # the whole fixture tree, malicious files too
     assert len(serial.findings) > 200
     assert _body(pooled) == _body(serial)
