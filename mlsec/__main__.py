@@ -1,6 +1,6 @@
 """`python -m mlsec`."""
 
-from mlsec.cli import main
+from mlsec.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()
