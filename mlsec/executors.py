@@ -19,7 +19,7 @@ from mlsec.inputs import Unit
 from mlsec.report import ScanError
 from mlsec.scan_unit import Collected, ScanSettings, scan_unit
 
-Done = Callable[[int], None]  # called with a unit's index when it is finished
+Done = Callable[[int, Collected], None]  # called with a unit's index and result as soon as it is finished
 
 
 class Executor(Protocol):
@@ -40,7 +40,7 @@ class InProcess:
         results = []
         for index, unit in enumerate(units):
             results.append(scan_unit(settings, unit))
-            done(index)
+            done(index, results[-1])
         return results
 
 
@@ -77,7 +77,7 @@ class ProcessPool:
             if systemic or self._round(settings, {index: units[index]}, 1, results, done):
                 died_alone += 1
                 results[index] = Collected(errors=[ScanError(units[index].path, error, None, "executor", "WorkerDied")])
-                done(index)
+                done(index, results[index])
         return [results[i] for i in range(len(units))]
 
     def _round(
@@ -135,7 +135,7 @@ def _pool(
                     continue
                 for index, result in zip(batch, collected, strict=True):
                     results[index] = result
-                    done(index)
+                    done(index, result)
     return sorted(lost)
 
 
@@ -221,7 +221,7 @@ class Ray:
                 collected = [Collected(errors=[ScanError(units[i].path, error, None, "executor", "RayError")]) for i in batch]
             for index, result in zip(batch, collected, strict=True):
                 results[index] = result
-                done(index)
+                done(index, result)
         return [r for r in results if r is not None]
 
 

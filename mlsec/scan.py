@@ -91,14 +91,13 @@ def scan(
     counter = _Counter(progress, len(units), sum(sizes.values()), runner.name)
     counter.add(len(results), sum(sizes[i] for i in results), cached=len(results))
 
-    def done(position: int) -> None:
+    def done(position: int, collected: Collected) -> None:  # as each unit finishes: stored while others run
         counter.add(1, sizes[pending[position]])
+        if session:
+            session.store(units[pending[position]], collected)
 
     try:
-        for index, collected in zip(pending, runner.run(settings, [units[i] for i in pending], done), strict=True):
-            results[index] = collected
-            if session:
-                session.store(units[index], collected)
+        results.update(zip(pending, runner.run(settings, [units[i] for i in pending], done), strict=True))
     finally:
         if session:
             session.close()
