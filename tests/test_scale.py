@@ -404,3 +404,16 @@ def test_the_command_leaves_its_objects_to_the_os_at_exit() -> None:
     target = FIXTURES / "models" / "malicious" / "object_array.npy"
     out = subprocess.run([sys.executable, "-c", code, str(target), os.devnull], capture_output=True, text=True, check=False)
     assert (out.returncode, out.stdout.strip()) == (1, "frozen")
+
+
+def test_a_command_run_from_another_program_leaves_its_heap_alone() -> None:
+    """CliRunner (or any program calling main) keeps its garbage collection as it was: only the console
+    entry point, which is the whole process, freezes the heap before writing outputs and at exit."""
+    from click.testing import CliRunner
+
+    from mlsec.cli import main
+
+    result = CliRunner().invoke(main, ["scan", str(FIXTURES / "models" / "benign"), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["artifacts"]
+    assert gc.get_freeze_count() == 0

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mlsec.cache import ResultCache
+from mlsec.cli import settle_heap
 from mlsec.cli.exit_codes import ExitCode
 from mlsec.cli.options import (
     fail_on_option,
@@ -160,6 +161,7 @@ def scan_command(
             paranoid=paranoid,
             progress=on_progress,
         )
+    settle_heap()  # what follows only reads the report, then the process ends
     for fmt, target in wanted:
         if fmt != "html":  # the compliance report comes last: it shows the decision and the ledger
             write_output(target, FORMATS[fmt](report, ruleset), paths)
