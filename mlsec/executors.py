@@ -88,7 +88,7 @@ class ProcessPool:
 
         from mlsec.scanners import heavy_modules, preload  # noqa: PLC0415 - loaded once here, so workers start with it
 
-        heavy = heavy_modules(unit.path for unit in units.values())
+        heavy = heavy_modules((unit.path for unit in units.values()), at_least=jobs)
         context = multiprocessing.get_context(_start_method())
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(["mlsec.scan_unit", "mlsec.scanners", *heavy])

@@ -358,8 +358,10 @@ def test_a_pool_imports_the_heavy_libraries_its_files_need_once_before_forking(t
     assert heavy_modules(["a/model.ONNX", "b.pt", "c.joblib", "d.parquet", "e.onnx"]) == [
         "onnx", "fickling.fickle", "fickling.analysis", "pandas", "pyarrow.parquet",
     ]  # fmt: skip
+    assert heavy_modules(["a/model.ONNX", "b.pt", "c.joblib", "d.parquet", "e.onnx"], at_least=2) == ["onnx"]
     for name in ("mlp.onnx", "weights.npy"):
         shutil.copy(FIXTURES / "models" / "benign" / name, tmp_path / name)
+    shutil.copy(FIXTURES / "models" / "benign" / "mlp.onnx", tmp_path / "second.onnx")  # one for each worker
     code = (
         "import sys, json\nfrom mlsec import scan\n"
         "if __name__ == '__main__':\n"
@@ -367,11 +369,16 @@ def test_a_pool_imports_the_heavy_libraries_its_files_need_once_before_forking(t
         "    print(json.dumps([len(report.artifacts), [m in sys.modules for m in ('onnx', 'jinja2', 'google.protobuf.descriptor_pb2')]]))"
     )
     with_onnx = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
-    assert json.loads(with_onnx.stdout) == [2, [True, False, False]]
+    assert json.loads(with_onnx.stdout) == [3, [True, False, False]]
     without = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "weights.npy")], capture_output=True, text=True, check=True
     )
     assert json.loads(without.stdout) == [1, [False, False, False]]
+    one = subprocess.run(  # one .onnx file for two workers: the worker that meets it imports onnx, not the parent
+        [sys.executable, "-c", code, str(tmp_path / "weights.npy"), str(tmp_path / "mlp.onnx")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(one.stdout) == [2, [False, False, False]]
 
 
 def test_rules_parse_once_per_process_until_a_file_changes(tmp_path: Path) -> None:

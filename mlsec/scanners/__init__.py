@@ -71,13 +71,15 @@ HEAVY_BY_SUFFIX: dict[str, tuple[str, ...]] = {
 log = logging.getLogger(__name__)
 
 
-def heavy_modules(paths: Iterable[str]) -> list[str]:
-    """The heavy libraries that files named like `paths` will probably need, in a stable order."""
-    wanted: dict[str, None] = {}
+def heavy_modules(paths: Iterable[str], at_least: int = 1) -> list[str]:
+    """The heavy libraries that at least `at_least` of the files named like `paths` will probably need, in a
+    stable order. (A pool asks for as many files as it has workers: one CSV among ten thousand models is
+    better served by the one worker that meets it importing pandas than by every scan waiting for it.)"""
+    wanted: dict[str, int] = {}
     for path in paths:
         for module in HEAVY_BY_SUFFIX.get(os.path.splitext(path)[1].lower(), ()):
-            wanted[module] = None
-    return list(wanted)
+            wanted[module] = wanted.get(module, 0) + 1
+    return [module for module, count in wanted.items() if count >= at_least]
 
 
 def preload(modules: Iterable[str]) -> None:
