@@ -1,17 +1,19 @@
 """Where the units of a scan run: in this process, in a pool of processes (one machine), or as Ray tasks.
 
-`scan()` hands every executor the same thing, settings and units, and gets back one `Collected` per unit
-in the order given; which executor runs is invisible to it. Only paths cross a process or the network
-(workers read the files themselves) and only findings come back.
+`scan()` hands every executor the same thing, settings and chunks of units (by their index in the walk) as
+the walk finds them, and hears of each unit's `Collected` once, through `done`, as soon as it is finished;
+which executor runs is invisible to it. Only paths cross a process or the network (workers read the files
+themselves) and only findings come back.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from mlsec.errors import UsageError
@@ -19,13 +21,15 @@ from mlsec.inputs import Unit
 from mlsec.report import ScanError
 from mlsec.scan_unit import Collected, ScanSettings, scan_unit
 
-Done = Callable[[int, Collected], None]  # called with a unit's index and result as soon as it is finished
+Chunk = dict[int, Unit]  # units by their index in the walk
+Done = Callable[[int, Collected], None]  # called once per unit, with its index and result, as soon as it is finished
 
 
 class Executor(Protocol):
     name: str
 
-    def run(self, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]: ...
+    def run(self, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> None:
+        """Scan every unit of every chunk (all of them: the walk goes on as the chunks are taken)."""
 
 
 def cpu_count() -> int:
@@ -36,12 +40,10 @@ def cpu_count() -> int:
 class InProcess:
     name = "in-process"
 
-    def run(self, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]:
-        results = []
-        for index, unit in enumerate(units):
-            results.append(scan_unit(settings, unit))
-            done(index, results[-1])
-        return results
+    def run(self, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> None:
+        for chunk in chunks:
+            for index, unit in chunk.items():
+                done(index, scan_unit(settings, unit))
 
 
 _WORKER_SETTINGS: list[ScanSettings] = []
@@ -65,81 +67,99 @@ class ProcessPool:
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
 
-    def run(self, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]:
-        results: dict[int, Collected] = {}
-        lost = self._round(settings, dict(enumerate(units)), self.jobs, results, done)
+    def run(self, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> None:
+        units: dict[int, Unit] = {}
+        finished: set[int] = set()
+
+        def record(index: int, collected: Collected) -> None:
+            finished.add(index)
+            done(index, collected)
+
+        def noted(stream: Iterable[Chunk]) -> Iterator[Chunk]:
+            for chunk in stream:
+                units.update(chunk)
+                yield chunk
+
+        lost = self._round(settings, noted(chunks), self.jobs, record)
         if lost:  # the units in flight when a worker died: again, in a fresh pool
-            lost = self._round(settings, {i: units[i] for i in lost}, self.jobs, results, done)
+            lost = self._round(settings, [{i: units[i] for i in lost}], self.jobs, record)
         error = "its worker process died while scanning it (out of memory, or a crash in native code)"
         died_alone = 0
         for index in lost:  # alone, so that one unit's crash cannot take another's result with it
-            systemic = not results and died_alone >= 3  # nothing ever finished: workers cannot run at all
-            if systemic or self._round(settings, {index: units[index]}, 1, results, done):
+            systemic = not finished and died_alone >= 3  # nothing ever finished: workers cannot run at all
+            if systemic or self._round(settings, [{index: units[index]}], 1, record):
                 died_alone += 1
-                results[index] = Collected(errors=[ScanError(units[index].path, error, None, "executor", "WorkerDied")])
-                done(index, results[index])
-        return [results[i] for i in range(len(units))]
+                record(index, Collected(errors=[ScanError(units[index].path, error, None, "executor", "WorkerDied")]))
 
-    def _round(
-        self, settings: ScanSettings, units: dict[int, Unit], jobs: int, results: dict[int, Collected], done: Done
-    ) -> list[int]:
-        """Scan `units` into `results`; returns the indices lost to a broken pool."""
+    def _round(self, settings: ScanSettings, chunks: Iterable[Chunk], jobs: int, done: Done) -> list[int]:
+        """Scan the units of `chunks`; returns the indices lost to a broken pool. The pool starts with the first
+        chunk that has units (a chunk the cache answered whole forks nothing), and is sized and preloaded by it."""
         import multiprocessing  # noqa: PLC0415 - a warm re-scan with nothing to scan never needs a pool
 
         from mlsec.scanners import heavy_modules, preload  # noqa: PLC0415 - loaded once here, so workers start with it
 
-        heavy = heavy_modules((unit.path for unit in units.values()), at_least=jobs)
+        stream = iter(chunks)
+        first = next((chunk for chunk in stream if chunk), None)
+        if first is None:
+            return []
+        heavy = heavy_modules((unit.path for unit in first.values()), at_least=jobs)
         context = multiprocessing.get_context(_start_method())
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(["mlsec.scan_unit", "mlsec.scanners", *heavy])
         else:
             preload(heavy)
-        batches = _batches(units, jobs)
-        workers = min(jobs, len(batches))
+        workers = min(jobs, len(first))
+        rest = itertools.chain([first], stream)
         if context.get_start_method() != "fork":  # a fork server's children share nothing with this process
-            return _pool(workers, context, settings, units, batches, results, done)
+            return _pool(workers, context, settings, rest, done)
         # Forked workers share this process's pages until they write to them, and a garbage collection writes to
         # every object it walks: frozen, the objects already here are walked neither in a worker nor here while
         # results pour in (1.42 -> 1.28 s cold on the 2.7 GB benchmark registry). Thawed when the pool is done.
         # (Fork is only chosen with no other thread alive, so no other thread's scan can be thawing meanwhile.)
         gc.freeze()
         try:
-            return _pool(workers, context, settings, units, batches, results, done)
+            return _pool(workers, context, settings, rest, done)
         finally:
             gc.unfreeze()
 
 
-def _pool(
-    workers: int,
-    context: Any,
-    settings: ScanSettings,
-    units: dict[int, Unit],
-    batches: list[list[int]],
-    results: dict[int, Collected],
-    done: Done,
-) -> list[int]:
-    """`batches` of `units` through a pool of `workers` processes into `results`; the indices lost to a broken pool."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # noqa: PLC0415
+def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> list[int]:
+    """The units of `chunks` through a pool of `workers` processes, each chunk's batches sent as it comes (the
+    walk goes on meanwhile); the indices lost to a broken pool. Every chunk is taken, even from a broken pool."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait  # noqa: PLC0415
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
     lost: list[int] = []
+    pending: dict[Future[list[Collected]], list[int]] = {}
+
+    def collect(finished: Iterable[Future[list[Collected]]]) -> None:
+        for future in finished:
+            batch = pending.pop(future)
+            try:
+                collected = future.result()
+            except BrokenProcessPool:
+                lost.extend(batch)
+                continue
+            for index, result in zip(batch, collected, strict=True):
+                done(index, result)
+
     with ProcessPoolExecutor(workers, context, _init_worker, (settings,)) as pool:
-        try:
-            pending = {pool.submit(_scan_batch_in_worker, [units[i] for i in batch]): batch for batch in batches}
-        except BrokenProcessPool:
-            return sorted(units)
+        broken = False
+        for chunk in chunks:
+            if broken:
+                lost.extend(chunk)
+                continue
+            try:
+                for batch in _batches(chunk, workers):
+                    pending[pool.submit(_scan_batch_in_worker, [chunk[i] for i in batch])] = batch
+            except BrokenProcessPool:
+                broken = True
+                sent = {i for batch in pending.values() for i in batch}
+                lost.extend(i for i in chunk if i not in sent)
+            collect([future for future in pending if future.done()])
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                batch = pending.pop(future)
-                try:
-                    collected = future.result()
-                except BrokenProcessPool:
-                    lost.extend(batch)
-                    continue
-                for index, result in zip(batch, collected, strict=True):
-                    results[index] = result
-                    done(index, result)
+            collect(finished)
     return sorted(lost)
 
 
@@ -194,7 +214,12 @@ class Ray:
     def __init__(self, address: str | None, jobs: int) -> None:
         self.address, self.jobs = address, jobs
 
-    def run(self, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]:
+    def run(self, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> None:
+        units: Chunk = {}
+        for chunk in chunks:  # the whole walk first: tasks are sized to the cluster, the biggest batches first
+            units.update(chunk)
+        if not units:
+            return
         try:
             import ray  # noqa: PLC0415 - the [ray] extra
         except ImportError:
@@ -203,18 +228,17 @@ class Ray:
         if started_here:
             ray.init(address=self.address, num_cpus=None if self.address else self.jobs, log_to_driver=False)
         try:
-            return self._run(ray, settings, units, done)
+            self._run(ray, settings, units, done)
         finally:
             if started_here:
                 ray.shutdown()
 
-    def _run(self, ray: Any, settings: ScanSettings, units: Sequence[Unit], done: Done) -> list[Collected]:
+    def _run(self, ray: Any, settings: ScanSettings, units: Chunk, done: Done) -> None:
         task = ray.remote(num_cpus=1, max_retries=1)(_scan_batch)
         shared = ray.put(settings)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        batches = _batches(dict(enumerate(units)), cpus)  # as the pool: by bytes, a large file alone, biggest first
+        batches = _batches(units, cpus)  # as the pool: by bytes, a large file alone, biggest first
         refs = {task.remote(shared, [units[i] for i in batch]): batch for batch in batches}
-        results: list[Collected | None] = [None] * len(units)
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
             batch = refs.pop(ready[0])
@@ -224,9 +248,7 @@ class Ray:
                 error = f"ray task failed: {type(exc).__name__}: {exc}"
                 collected = [Collected(errors=[ScanError(units[i].path, error, None, "executor", "RayError")]) for i in batch]
             for index, result in zip(batch, collected, strict=True):
-                results[index] = result
                 done(index, result)
-        return [r for r in results if r is not None]
 
 
 def main_importable() -> bool:

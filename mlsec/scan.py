@@ -1,10 +1,11 @@
-"""scan(): plan the units of work under the inputs, run them (here, in a process pool, or on Ray), take
-unchanged ones from the result cache, and assemble the ScanReport in walk order."""
+"""scan(): plan the units of work under the inputs, run them (here, in a process pool, or on Ray) while the
+walk goes on, take unchanged ones from the result cache, and assemble the ScanReport in walk order."""
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from mlsec import __version__, inputs, provenance
 from mlsec.cache import ResultCache
 from mlsec.dependencies.vulndb import default_path as default_vulndb
-from mlsec.executors import Executor, InProcess, ProcessPool, Ray, cpu_count, executor_for, main_importable
+from mlsec.executors import Chunk, Executor, InProcess, ProcessPool, Ray, cpu_count, executor_for, main_importable
 from mlsec.findings import SECOND_ENGINE, Evidence, Finding, Location
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
@@ -23,6 +24,7 @@ from mlsec.scan_unit import Collected, ScanSettings, consume
 # Below these, a pool costs more to start than it saves: the scan stays in this process (unless jobs is set).
 SMALL_SCAN_UNITS = 24
 SMALL_SCAN_BYTES = 64 * 1024 * 1024
+CHUNK_UNITS = 512  # the walk hands the executor this many units at a time, so scanning starts before it ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,26 +80,50 @@ def scan(
     )
     started = _now()
     provenance.forget()
-    items = list(inputs.plan(paths))
-    units = {i: item for i, item in enumerate(items) if isinstance(item, inputs.Unit)}
-    sizes = {i: unit.size for i, unit in units.items()}
+    items: list[inputs.Unit | Skipped | ScanError] = []  # the walk, in order: the report's order
+    units: dict[int, inputs.Unit] = {}
     results: dict[int, Collected] = {}
     session = cache.session(settings, paranoid=paranoid, jobs=jobs or cpu_count()) if cache and not osv_url else None
     if session:
-        results.update(session.lookup(units))
         settings = replace(settings, cache_entries=True)
-    pending = [i for i in units if i not in results]
-    runner = _executor(executor, jobs, len(pending), sum(sizes[i] for i in pending), debug)
-    counter = _Counter(progress, len(units), sum(sizes.values()), runner.name)
-    counter.add(len(results), sum(sizes[i] for i in results), cached=len(results))
+    counter = _Counter(progress)
+    walked = [False]
 
-    def done(position: int, collected: Collected) -> None:  # as each unit finishes: stored while others run
-        counter.add(1, sizes[pending[position]])
+    def chunks() -> Iterator[Chunk]:
+        """The units still to scan, CHUNK_UNITS of the walk at a time, as the walk goes: workers start on the
+        first while the rest is walked (and looked up in the cache). The last chunk comes when the walk ends."""
+        chunk: Chunk = {}
+        for item in inputs.plan(paths):
+            items.append(item)
+            if isinstance(item, inputs.Unit):
+                chunk[len(items) - 1] = units[len(items) - 1] = item
+                if len(chunk) == CHUNK_UNITS:
+                    yield to_scan(chunk)
+                    chunk = {}
+        walked[0] = True
+        yield to_scan(chunk)
+
+    def to_scan(chunk: Chunk) -> Chunk:
+        counter.grow(len(chunk), sum(unit.size for unit in chunk.values()))
+        hits = session.lookup(chunk) if session and chunk else {}
+        results.update(hits)
+        if hits:
+            counter.add(len(hits), sum(units[i].size for i in hits), cached=len(hits))
+        return {i: unit for i, unit in chunk.items() if i not in hits}
+
+    def done(index: int, collected: Collected) -> None:  # as each unit finishes: stored while others run
+        results[index] = collected
+        counter.add(1, units[index].size)
         if session:
-            session.store(units[pending[position]], collected)
+            session.store(units[index], collected)
 
+    stream = chunks()
     try:
-        results.update(zip(pending, runner.run(settings, [units[i] for i in pending], done), strict=True))
+        first = next(stream)  # a scan that ends within it is judged by its size; a longer one is big enough
+        size = sum(unit.size for unit in first.values())
+        runner = _executor(executor, jobs, len(first) if walked[0] else SMALL_SCAN_UNITS, size, debug)
+        counter.start(runner.name)
+        runner.run(settings, itertools.chain([first], stream), done)
     finally:
         if session:
             session.close()
@@ -137,16 +163,28 @@ def _executor(spec: str | None, jobs: int | None, units: int, size: int, debug: 
 
 
 class _Counter:
-    def __init__(self, callback: Callable[[Progress], None] | None, total: int, bytes_total: int, executor: str) -> None:
-        self.callback, self.executor = callback, executor
-        self.done = self.bytes_done = self.cached = 0
-        self.total, self.bytes_total = total, bytes_total
+    """Progress as the walk finds units (the totals grow until it ends) and as they finish; nothing is reported
+    before the executor is chosen (start)."""
+
+    def __init__(self, callback: Callable[[Progress], None] | None) -> None:
+        self.callback = callback
+        self.executor: str | None = None
+        self.done = self.bytes_done = self.cached = self.total = self.bytes_total = 0
+
+    def grow(self, units: int, size: int) -> None:
+        self.total += units
+        self.bytes_total += size
+
+    def start(self, executor: str) -> None:
+        self.executor = executor
+        if self.done:
+            self.add(0, 0)
 
     def add(self, units: int, size: int, *, cached: int = 0) -> None:
         self.done += units
         self.bytes_done += size
         self.cached += cached
-        if self.callback:
+        if self.callback and self.executor is not None:
             self.callback(Progress(self.done, self.total, self.bytes_done, self.bytes_total, self.cached, self.executor))
 
 

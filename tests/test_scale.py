@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,11 @@ def test_the_pool_report_is_the_serial_report(serial: ScanReport, start: str, mo
     assert seen[-1].bytes_done == seen[-1].bytes_total
 
 
-def test_a_killed_worker_costs_no_result(models: Path) -> None:
-    """SIGKILL one worker as the first unit finishes: the units it took down are scanned again, in order."""
+@pytest.mark.parametrize("chunk", [512, 8])
+def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL one worker as the first unit finishes: the units it took down are scanned again, in order. With
+    small chunks the pool breaks while the walk still goes on: the chunks after it are scanned too."""
+    monkeypatch.setattr(sys.modules["mlsec.scan"], "CHUNK_UNITS", chunk)
     expected = scan([str(models)], jobs=1)
     killed: list[int] = []
 
@@ -79,6 +83,53 @@ def test_a_killed_worker_costs_no_result(models: Path) -> None:
     pooled = scan([str(models)], jobs=2, progress=kill_one)
     assert killed, "no worker was found to kill"
     assert _body(pooled) == _body(expected)
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_workers_start_on_the_first_chunk_while_the_walk_goes_on(
+    models: Path, tmp_path: Path, start: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk hands the pool CHUNK_UNITS units at a time: the pool starts on the first chunk, the report is
+    still the serial one, progress totals grow as the walk finds units, and a warm re-scan of many chunks
+    (each answered by the cache) forks nothing."""
+    from mlsec import executors, inputs
+
+    monkeypatch.setattr(executors, "_start_method", lambda: start)
+    monkeypatch.setattr(sys.modules["mlsec.scan"], "CHUNK_UNITS", 16)
+    expected = scan([str(models)], jobs=1)
+    walked = [0]
+    real_plan, real_pool = inputs.plan, executors._pool
+
+    def counting(paths: list[str]) -> Iterator[object]:
+        for item in real_plan(paths):
+            walked[0] += 1
+            yield item
+
+    pools: list[int] = []
+
+    def noting(*args: object, **kwargs: object) -> list[int]:
+        pools.append(walked[0])
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(inputs, "plan", counting)
+    monkeypatch.setattr(executors, "_pool", noting)
+    cache = ResultCache(tmp_path / "cache")
+    seen: list[Progress] = []
+    cold = scan([str(models)], jobs=2, cache=cache, progress=seen.append)
+    units = seen[-1].total
+    assert units > 64  # several chunks
+    assert _body(cold) == _body(expected)
+    assert len(pools) == 1
+    assert pools[0] < walked[0] / 2  # forked when a chunk's worth was walked, not the whole tree
+    totals = [p.total for p in seen]
+    assert totals == sorted(totals)
+    assert (seen[-1].done, seen[-1].bytes_done) == (units, seen[-1].bytes_total)
+    warm_seen: list[Progress] = []
+    warm = scan([str(models)], jobs=2, cache=cache, progress=warm_seen.append)
+    assert _body(warm) == _body(expected)
+    assert warm_seen[-1].done == units
+    assert warm_seen[-1].cached >= 0.9 * units
+    assert len(pools) == 1 + (warm_seen[-1].cached < units)  # only what the cache could not answer is scanned
 
 
 def _children(pid: int) -> list[int]:
