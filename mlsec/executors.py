@@ -92,24 +92,30 @@ class ProcessPool:
                 record(index, Collected(errors=[ScanError(units[index].path, error, None, "executor", "WorkerDied")]))
 
     def _round(self, settings: ScanSettings, chunks: Iterable[Chunk], jobs: int, done: Done) -> list[int]:
-        """Scan the units of `chunks`; returns the indices lost to a broken pool. The pool starts with the first
-        chunk that has units (a chunk the cache answered whole forks nothing), and is sized and preloaded by it."""
+        """Scan the units of `chunks`; returns the indices lost to a broken pool. The pool starts once there are
+        units for every worker, or the walk has ended (chunks the cache answered whole fork nothing), and is
+        sized and preloaded by the units it starts with."""
         import multiprocessing  # noqa: PLC0415 - a warm re-scan with nothing to scan never needs a pool
 
         from mlsec.scanners import heavy_modules, preload  # noqa: PLC0415 - loaded once here, so workers start with it
 
         stream = iter(chunks)
-        first = next((chunk for chunk in stream if chunk), None)
-        if first is None:
+        head: list[Chunk] = []
+        for chunk in stream:
+            if chunk:
+                head.append(chunk)
+                if sum(map(len, head)) >= jobs:
+                    break
+        if not head:
             return []
-        heavy = heavy_modules((unit.path for unit in first.values()), at_least=jobs)
+        heavy = heavy_modules((unit.path for chunk in head for unit in chunk.values()), at_least=jobs)
         context = multiprocessing.get_context(_start_method())
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(["mlsec.scan_unit", "mlsec.scanners", *heavy])
         else:
             preload(heavy)
-        workers = min(jobs, len(first))
-        rest = itertools.chain([first], stream)
+        workers = min(jobs, sum(map(len, head)))  # a few files changed in a big tree still get every worker
+        rest = itertools.chain(head, stream)
         if context.get_start_method() != "fork":  # a fork server's children share nothing with this process
             return _pool(workers, context, settings, rest, done)
         # Forked workers share this process's pages until they write to them, and a garbage collection writes to

@@ -105,10 +105,12 @@ def test_workers_start_on_the_first_chunk_while_the_walk_goes_on(
             walked[0] += 1
             yield item
 
-    pools: list[int] = []
+    pools: list[int] = []  # how much of the tree was walked when each pool started
+    workers: list[object] = []
 
     def noting(*args: object, **kwargs: object) -> list[int]:
         pools.append(walked[0])
+        workers.append(args[0])
         return real_pool(*args, **kwargs)
 
     monkeypatch.setattr(inputs, "plan", counting)
@@ -130,6 +132,14 @@ def test_workers_start_on_the_first_chunk_while_the_walk_goes_on(
     assert warm_seen[-1].done == units
     assert warm_seen[-1].cached >= 0.9 * units
     assert len(pools) == 1 + (warm_seen[-1].cached < units)  # only what the cache could not answer is scanned
+    # two files changed far apart (different chunks): the pool waits for both, and both workers get one
+    files = sorted(p for p in models.rglob("*.safetensors") if p.is_file())
+    for changed in (files[0], files[-1]):
+        os.utime(changed, ns=(3, 3))
+    del pools[:], workers[:]
+    again = scan([str(models)], jobs=2, cache=cache)
+    assert _body(again) == _body(expected)
+    assert workers[-1] == 2
 
 
 def _children(pid: int) -> list[int]:
