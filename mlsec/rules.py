@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -85,29 +86,36 @@ def load_ruleset(extra_dirs: Sequence[Path] = ()) -> RuleSet:
         if not Path(directory).is_dir():
             raise RuleError(f"rules directory not found: {directory}", path=str(directory))
         files.extend(sorted(Path(directory).glob("*.toml")))
-    try:
-        key = tuple((str(path), hashlib.sha256(path.read_bytes()).digest()) for path in files)
-    except OSError:
-        return _build(files)  # which says which file could not be read
+    contents: list[tuple[Path, bytes | OSError]] = []
+    for path in files:
+        try:
+            contents.append((path, path.read_bytes()))
+        except OSError as exc:
+            contents.append((path, exc))
+    if any(isinstance(data, OSError) for _, data in contents):
+        return _build(contents)  # which says which file could not be read
+    key = tuple((str(path), hashlib.sha256(data).digest()) for path, data in contents)  # type: ignore[arg-type]
     if key not in _LOADED:  # a process that scans again (a service, a pipeline's stages) parses the rules once
         if len(_LOADED) >= 8:
             _LOADED.clear()
-        _LOADED[key] = _build(files)
+        _LOADED[key] = _build(contents)
     return _LOADED[key]
 
 
 _LOADED: dict[tuple[tuple[str, bytes], ...], RuleSet] = {}  # RuleSets are frozen: shared, by their files' bytes
 
 
-def _build(files: Iterable[Path]) -> RuleSet:
+def _build(contents: Iterable[tuple[Path, bytes | OSError]]) -> RuleSet:
     problems = _Problems()
     raw_rules: list[tuple[str, Mapping[str, Any]]] = []
     lists: dict[str, Any] = {}
     raw_frameworks: dict[str, Mapping[str, Any]] = {}
     canonical: list[Any] = []
-    for path in files:
+    for path, data in contents:
         try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, OSError):
+                raise data
+            doc = tomllib.loads(io.StringIO(data.decode("utf-8"), newline=None).read())  # as text mode reads it
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problems.add(str(path), f"cannot parse: {exc}")
             continue

@@ -576,6 +576,9 @@ def test_a_malformed_trigger_is_a_usage_error(digits: tuple[Path, Path]) -> None
     run = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "backdoor", "--trigger", "6:8,6:8")
     assert run.returncode == 2
     assert "expected R0:R1,C0:C1=VALUE" in run.stderr
+    words = _mlsec("evaluate", str(digits[0]), "--data", str(digits[1]), "--suite", "backdoor", "--trigger", "a:b=1")
+    assert words.returncode == 2
+    assert "--trigger" in words.stderr  # not numbers: still the trigger's problem, not the suite's
 
 
 def test_a_pipeline_stage_evaluates_before_it_gates(digits: tuple[Path, Path], tmp_path: Path) -> None:

@@ -66,24 +66,31 @@ def evaluate_command(
     ledger_path: str | None,
 ) -> None:
     """Load MODEL in a sandbox and attack it, only if it and its dataset passed a static scan."""
-    from mlsec.evaluations import evaluate  # noqa: PLC0415 - light; ART and torch load only in the child
+    from mlsec.evaluations import evaluate, suites_named  # noqa: PLC0415 - light; ART and torch load only in the child
     from mlsec.evaluations.sandbox import SandboxLimits  # noqa: PLC0415
+    from mlsec.evaluations.trigger import parse as parse_trigger  # noqa: PLC0415
 
+    try:
+        suites = suites_named(suites)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--suite") from None
+    try:
+        if trigger:
+            parse_trigger(trigger)
+    except ValueError as exc:  # a span that is not numbers says so too, under --trigger
+        raise click.BadParameter(str(exc), param_hint="--trigger") from None
     wanted = [parse_output(o) for o in outputs] or [("table", None)]
     if sum(1 for _, target in wanted if target is None) > 1:
         raise click.UsageError("only one output can go to standard output; give the others a file (FORMAT=FILE)")
     ruleset = load_ruleset([Path(d) for d in rules_dirs])
     given = ScanReport.from_json(Path(report_path).read_text()) if report_path else None
     limits = SandboxLimits(memory_bytes=memory_mb * 1024 * 1024, wall_seconds=timeout, cpu_seconds=int(timeout * 2) + 1)
-    try:
-        report = evaluate(
-            model, data, label_column=label_column, suites=suites, report=given, ruleset=ruleset,
-            epsilons=epsilons, norms=norms, sample=sample, seed=seed, limits=limits, factory=factory,
-            factory_path=factory_path, input_shape=parse_shape(input_shape), trigger=trigger, trigger_target=trigger_target,
-            device=device,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--trigger" if "trigger" in str(exc) else "--suite") from None
+    report = evaluate(
+        model, data, label_column=label_column, suites=suites, report=given, ruleset=ruleset,
+        epsilons=epsilons, norms=norms, sample=sample, seed=seed, limits=limits, factory=factory,
+        factory_path=factory_path, input_shape=parse_shape(input_shape), trigger=trigger, trigger_target=trigger_target,
+        device=device,
+    )  # fmt: skip
     for fmt, target in wanted:
         write_output(target, FORMATS[fmt](report, ruleset), [model, data])
     statuses = {e.status for e in report.evaluations}

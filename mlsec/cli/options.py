@@ -167,20 +167,30 @@ def ledger_entries(ledger_path: str | None, report: object) -> list[Entry]:
         return []
 
 
+# the keyword arguments evaluation_options gives a command, as evaluate() names them
+EVALUATION_OPTIONS = ("label_column", "suites", "epsilons", "sample", "factory", "factory_path", "input_shape")
+
+
 def evaluation_options(func):  # noqa: ANN001, ANN201 - a click decorator stack
     """What an evaluation needs beyond its model and dataset: --label-column, --suite, --eps, --sample,
     --model-factory, --factory-path, --input-shape (for `evaluate` and the registry's --evaluate)."""
+    from mlsec.datasets import LABEL_NAMES  # noqa: PLC0415 - applied as those subcommands load, not with `scan`
+    from mlsec.evaluations import DEFAULT_EPSILONS, DEFAULT_SAMPLE, DEFAULT_SUITES, SUITES  # noqa: PLC0415
+
     for option in reversed(
         [
-            click.option("--label-column", metavar="NAME", help="The label column (default: label, target, y or class)."),
+            click.option("--label-column", metavar="NAME", help=f"The label column (default: {', '.join(LABEL_NAMES)})."),
             click.option(
-                "--suite", "suites", multiple=True, default=("adversarial",), show_default=True,
-                help="Suites to run: adversarial, poisoning, backdoor, or all. Repeatable.",
+                "--suite", "suites", multiple=True, default=DEFAULT_SUITES, show_default=True,
+                help=f"Suites to run: {', '.join(SUITES)}, or all. Repeatable.",
             ),
             click.option(
-                "--eps", "epsilons", multiple=True, type=float, default=(0.1,), show_default=True, help="Perturbation budgets."
+                "--eps", "epsilons", multiple=True, type=float, default=DEFAULT_EPSILONS, show_default=True,
+                help="Perturbation budgets.",
             ),
-            click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True, help="Samples attacked."),
+            click.option(
+                "--sample", type=click.IntRange(min=1), default=DEFAULT_SAMPLE, show_default=True, help="Samples attacked."
+            ),
             click.option(
                 "--model-factory", "factory", metavar="MODULE:FUNCTION", help="PyTorch state dicts: builds the module to load into."
             ),

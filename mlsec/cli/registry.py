@@ -9,7 +9,15 @@ from typing import Any
 import click
 
 from mlsec.cli.exit_codes import ExitCode
-from mlsec.cli.options import evaluation_options, fail_on_option, gate_options, ledger_option, parse_shape, rules_option
+from mlsec.cli.options import (
+    EVALUATION_OPTIONS,
+    evaluation_options,
+    fail_on_option,
+    gate_options,
+    ledger_option,
+    parse_shape,
+    rules_option,
+)
 from mlsec.cli.writing import write_atomic
 from mlsec.findings import Severity
 from mlsec.limits import ScanLimits
@@ -38,9 +46,7 @@ def _plan(evaluate_data: str | None, options: dict[str, Any]) -> Any:
     from mlsec.evaluations import suites_named  # noqa: PLC0415
     from mlsec.registry.workflow import EvaluationPlan  # noqa: PLC0415
 
-    named = {
-        k: options.pop(k) for k in ("label_column", "suites", "epsilons", "sample", "factory", "factory_path", "input_shape")
-    }
+    named = {k: options.pop(k) for k in EVALUATION_OPTIONS}
     if evaluate_data is None:
         stray = [k for k in ("label_column", "factory", "factory_path", "input_shape") if named[k]]
         if stray:

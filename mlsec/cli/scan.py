@@ -22,6 +22,7 @@ from mlsec.cli.options import (
 )
 from mlsec.cli.progress import reporter
 from mlsec.cli.writing import write_output
+from mlsec.datasets import LABEL_NAMES
 from mlsec.findings import Severity
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
@@ -88,7 +89,7 @@ def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
 @click.option(
     "--reference", type=click.Path(exists=True, dir_okay=False), help="Datasets: a trusted dataset to measure drift against."
 )
-@click.option("--label-column", metavar="NAME", help="Datasets: the label column (default: label, target, y or class).")
+@click.option("--label-column", metavar="NAME", help=f"Datasets: the label column (default: {', '.join(LABEL_NAMES)}).")
 @click.option("--all-layers", is_flag=True, help="Images: scan files that later layers replaced or deleted, too.")
 @click.option(
     "--platform", "image_platform", metavar="OS/ARCH", help="Images: only this platform of a multi-arch index (e.g. linux/amd64)."

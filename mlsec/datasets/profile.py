@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from mlsec.datasets import LABEL_NAMES
+
 SAMPLE_ROWS = 20_000
 MAX_DISTINCT = 256  # columns with more distinct values are not tracked value by value
 MAX_TOKENS = 20_000  # (word, label) pairs kept per text column
-LABEL_NAMES = ("label", "labels", "target", "y", "class")
 
 
 def _rounded(frame: Any) -> Any:

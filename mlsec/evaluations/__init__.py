@@ -12,14 +12,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mlsec.evaluations.sandbox import SandboxError, SandboxLimits, run_child
 from mlsec.findings import Evidence, Finding, Location, Severity
 from mlsec.inputs import hash_file
 from mlsec.report import EvaluationResult, ScanReport
 from mlsec.rules import RuleSet, load_ruleset
 
+if TYPE_CHECKING:  # the sandbox (subprocess and the rest) loads when an evaluation runs, not with this module
+    from mlsec.evaluations.sandbox import SandboxLimits
+
 SUITES = ("adversarial", "poisoning", "backdoor")
+# what an evaluation runs when not told otherwise (evaluate(), the CLI's options, mlsec.yaml)
+DEFAULT_SUITES = ("adversarial",)
+DEFAULT_EPSILONS = (0.1,)
+DEFAULT_SAMPLE = 200
 # what the child loads (child.load_model): scikit-learn pickles and joblib files, PyTorch files, ONNX
 EVALUABLE_FORMATS = frozenset({"pickle", "pytorch-zip", "pytorch-legacy", "onnx"})
 DEVICES = ("auto", "cpu", "cuda")
@@ -52,12 +59,12 @@ def evaluate(
     data: str | Path,
     *,
     label_column: str | None = None,
-    suites: Sequence[str] = ("adversarial",),
+    suites: Sequence[str] = DEFAULT_SUITES,
     report: ScanReport | None = None,
     ruleset: RuleSet | None = None,
-    epsilons: Sequence[float] = (0.1,),
+    epsilons: Sequence[float] = DEFAULT_EPSILONS,
     norms: Sequence[str] = ("inf",),
-    sample: int = 200,
+    sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
     limits: SandboxLimits | None = None,
     factory: str | None = None,
@@ -114,6 +121,8 @@ def evaluate(
         "max_anomaly_index": float(thresholds["max_anomaly_index"]),
         "max_trigger_norm_ratio": float(thresholds["max_trigger_norm_ratio"]),
     }
+    from mlsec.evaluations.sandbox import SandboxError, SandboxLimits, run_child  # noqa: PLC0415
+
     started = time.perf_counter()
     try:
         answer = run_child(request, limits or SandboxLimits())
@@ -202,4 +211,24 @@ def _with(report: ScanReport, results: list[EvaluationResult], findings: list[Fi
     return replace(report, evaluations=(*report.evaluations, *results), findings=tuple(merged))
 
 
-__all__ = ["DEVICES", "EVALUABLE_FORMATS", "HEADLINE_METRICS", "SUITES", "SandboxLimits", "evaluate", "refusal", "suites_named"]
+def __getattr__(name: str) -> Any:
+    if name == "SandboxLimits":  # mlsec.evaluations.SandboxLimits, without loading the sandbox for every importer
+        from mlsec.evaluations.sandbox import SandboxLimits  # noqa: PLC0415
+
+        return SandboxLimits
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_EPSILONS",
+    "DEFAULT_SAMPLE",
+    "DEFAULT_SUITES",
+    "DEVICES",
+    "EVALUABLE_FORMATS",
+    "HEADLINE_METRICS",
+    "SUITES",
+    "SandboxLimits",
+    "evaluate",
+    "refusal",
+    "suites_named",
+]

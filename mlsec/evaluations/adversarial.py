@@ -9,6 +9,8 @@ import math
 import time
 from typing import Any
 
+from mlsec.evaluations._common import optional_torch, row_shape, torch_of
+
 _NORMS = {"inf": math.inf, "1": 1, "2": 2}
 
 
@@ -111,14 +113,11 @@ def _one(
 def _estimator(model: Any, x: Any, y: Any, clip: tuple[float, float], request: dict[str, Any]) -> tuple[Any, Any]:
     """ART's wrapper for the model, and the inputs in the shape it takes: a torch module gets
     PyTorchClassifier (rows reshaped to --input-shape, e.g. 1,8,8), anything else SklearnClassifier."""
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        torch = None
-    if torch is not None and isinstance(model, torch.nn.Module):
+    torch = torch_of(model)
+    if torch is not None:
         from art.estimators.classification import PyTorchClassifier  # noqa: PLC0415
 
-        shape = tuple(request.get("input_shape") or (x.shape[1],))
+        shape = row_shape(request, x)
         classes = int(request.get("classes") or len(set(y.tolist())))
         wrapped = PyTorchClassifier(
             model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=shape, nb_classes=classes, clip_values=clip,
@@ -126,7 +125,7 @@ def _estimator(model: Any, x: Any, y: Any, clip: tuple[float, float], request: d
         )  # fmt: skip
         return wrapped, x.reshape((len(x), *shape)).astype("float32")
     if not hasattr(model, "get_params"):  # an ONNX session: no gradients, black-box attacks only
-        return None, x.reshape((len(x), *(request.get("input_shape") or (x.shape[1],)))).astype("float32")
+        return None, x.reshape((len(x), *row_shape(request, x))).astype("float32")
     from art.estimators.classification import SklearnClassifier  # noqa: PLC0415
 
     wrapped = SklearnClassifier(model=model, clip_values=clip)
@@ -141,11 +140,8 @@ def _black_box(model: Any, x: Any, y: Any, clip: tuple[float, float], request: d
 
     shape = tuple(x.shape[1:])
     classes = int(request.get("classes") or len(getattr(model, "classes_", [])) or len(set(y.tolist())))
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        torch = None
-    if torch is not None and isinstance(model, torch.nn.Module):
+    torch = torch_of(model)
+    if torch is not None:
         device = request.get("device") or "cpu"
 
         def predict(batch: Any) -> Any:
@@ -187,11 +183,9 @@ def _indices(model: Any, y: Any) -> Any:
 
 
 def _seed_torch(seed: int) -> None:
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        return
-    torch.manual_seed(seed)
+    torch = optional_torch()
+    if torch is not None:
+        torch.manual_seed(seed)
 
 
 def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -17,13 +17,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mlsec.evaluations._common import robust_z, row_shape, torch_of
+
 
 def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[dict[str, Any]]:
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
     started = time.perf_counter()
-    shape = tuple(request.get("input_shape") or (x.shape[1],))
+    shape = row_shape(request, x)
     classes = int(request.get("classes") or len(set(y.tolist())))
     n = min(int(request.get("sample", 200)), len(x))
     pick = np.sort(rng.choice(len(x), size=n, replace=False))
@@ -41,9 +43,8 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[d
         success.append(rate)
     values = np.array(norms)
     median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median))) * 1.4826
     suspect = int(np.argmin(values))
-    index = float((median - values[suspect]) / mad) if mad > 0 else 0.0
+    index = 0.0 - robust_z(dict(enumerate(norms)))[suspect]  # how far below the median, in robust units (never -0.0)
     ratio = float(values[suspect] / median) if median > 0 else 1.0
     # both thresholds come from rules/evaluations.toml, sent by the parent
     threshold, max_ratio = float(request["max_anomaly_index"]), float(request["max_trigger_norm_ratio"])
@@ -80,11 +81,7 @@ def run_if_torch(model: Any, x: Any, y: Any, request: dict[str, Any]) -> list[di
     """Neural Cleanse on a torch module; for any other model, a skipped result that says why."""
     import numpy as np  # noqa: PLC0415
 
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        torch = None
-    if torch is None or not isinstance(model, torch.nn.Module):
+    if torch_of(model) is None:
         return [
             {
                 "name": "backdoor/neural-cleanse", "status": "skipped", "parameters": {"method": "neural-cleanse"},

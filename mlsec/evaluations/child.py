@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlsec.evaluations._common import optional_torch
+
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
@@ -52,7 +54,7 @@ def load_dataset(path: Path, label_column: str | None) -> tuple[Any, Any]:
     import pandas as pd  # noqa: PLC0415
 
     from mlsec import formats  # noqa: PLC0415
-    from mlsec.datasets.profile import LABEL_NAMES  # noqa: PLC0415
+    from mlsec.datasets import LABEL_NAMES  # noqa: PLC0415
     from mlsec.datasets.reading import chunks  # noqa: PLC0415
 
     with path.open("rb") as fh:
@@ -78,8 +80,7 @@ def load_model(path: Path, request: dict[str, Any]) -> Any:
 
         import torch  # noqa: PLC0415
 
-        sys.dont_write_bytecode = True  # an evaluation writes nothing into the user's folder
-        sys.path.insert(0, request["factory_path"])
+        _importable_from(request)
         module, _, name = factory.partition(":")
         model = getattr(importlib.import_module(module), name)()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -105,8 +106,7 @@ def _whole_module(path: Path, request: dict[str, Any]) -> Any:
     --model-factory is the user's error, said plainly."""
     import torch  # noqa: PLC0415
 
-    sys.dont_write_bytecode = True
-    sys.path.insert(0, request["factory_path"])
+    _importable_from(request)
     model = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(model, torch.nn.Module):
         raise SystemExit(
@@ -116,14 +116,17 @@ def _whole_module(path: Path, request: dict[str, Any]) -> Any:
     return model
 
 
+def _importable_from(request: dict[str, Any]) -> None:
+    """The user's model code is imported from --factory-path; an evaluation writes nothing into that folder."""
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, request["factory_path"])
+
+
 def _device(wanted: str) -> str:
     """'cuda' when asked for, or when 'auto' and torch sees a GPU; else 'cpu'. No torch: 'cpu'."""
     if wanted == "cpu":
         return "cpu"
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        torch = None
+    torch = optional_torch()
     available = torch is not None and torch.cuda.is_available()
     if wanted == "cuda" and not available:
         raise SystemExit("--device cuda: torch sees no CUDA device here")
@@ -172,11 +175,9 @@ def _torch_zip_kind(path: Path) -> str | None:
 
 
 def _torch_threads(threads: int) -> None:
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        return
-    torch.set_num_threads(threads)
+    torch = optional_torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 def _versions() -> dict[str, str]:

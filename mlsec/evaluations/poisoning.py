@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mlsec.evaluations._common import robust_z, row_shape, torch_of
+
 MAX_ROWS_LISTED = 10_000
 
 
@@ -84,7 +86,8 @@ def class_suspicion(model: Any, x: Any, y: Any, request: dict[str, Any]) -> dict
         split = len(set(labels.tolist())) == 2
         silhouette[c] = float(silhouette_score(points, labels)) if split else 0.0
         smaller[c] = float(np.bincount(labels, minlength=2).min() / len(labels))
-    z_spectral, z_silhouette = _robust_z(spectral), _robust_z(silhouette)
+    z_spectral = {c: round(z, 4) for c, z in robust_z(spectral).items()}
+    z_silhouette = {c: round(z, 4) for c, z in robust_z(silhouette).items()}
     worst = max(
         [(z, "spectral", c) for c, z in z_spectral.items()] + [(z, "activation-clustering", c) for c, z in z_silhouette.items()],
         default=(0.0, "none", -1),
@@ -113,15 +116,12 @@ def representation(model: Any, x: Any, request: dict[str, Any]) -> tuple[Any, st
     """The rows as the model sees them just before it decides: the input of a torch module's last linear
     layer; for any other model (TorchScript takes no hooks; a module without a linear layer), the input
     features themselves."""
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        torch = None
-    hookable = torch is not None and isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule)
+    torch = torch_of(model)
+    hookable = torch is not None and not isinstance(model, torch.jit.ScriptModule)
     heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)] if hookable else []
     if not heads:
         return x.reshape(len(x), -1), "input features"
-    shape = tuple(request.get("input_shape") or (x.shape[1],))
+    shape = row_shape(request, x)
     device = heads[-1].weight.device
     captured: list[Any] = []
     hook = heads[-1].register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach().cpu()))
@@ -132,18 +132,6 @@ def representation(model: Any, x: Any, request: dict[str, Any]) -> tuple[Any, st
     finally:
         hook.remove()
     return torch.cat(captured).reshape(len(x), -1).numpy(), f"the input of the last linear layer ({type(model).__name__})"
-
-
-def _robust_z(scores: dict[int, float]) -> dict[int, float]:
-    """(score - median) / (1.4826 * MAD) per class; 0 where the classes do not spread."""
-    import numpy as np  # noqa: PLC0415
-
-    if not scores:
-        return {}
-    values = np.array(list(scores.values()))
-    median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median))) * 1.4826
-    return {c: round((v - median) / mad, 4) if mad > 0 else 0.0 for c, v in scores.items()}
 
 
 def _per_class(values: dict[int, float], classes: Any) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsec.errors import InputError
+from mlsec.evaluations import DEFAULT_EPSILONS, DEFAULT_SAMPLE, DEFAULT_SUITES, suites_named
 
 GATE_STAGES = ("pr", "train", "register", "serve")
 OUTPUT_FORMATS = ("json", "sarif", "html", "mlbom", "table")
@@ -55,9 +56,9 @@ class Evaluate:
     models: str
     data: str
     label_column: str | None = None
-    suites: tuple[str, ...] = ("adversarial",)
-    eps: tuple[float, ...] = (0.1,)
-    sample: int = 200
+    suites: tuple[str, ...] = DEFAULT_SUITES
+    eps: tuple[float, ...] = DEFAULT_EPSILONS
+    sample: int = DEFAULT_SAMPLE
     input_shape: tuple[int, ...] | None = None
     factory: str | None = None
     trigger: str | None = None
@@ -229,8 +230,6 @@ def _stages(raw: Any, artifacts: dict[str, tuple[str, ...]], root: Path, bad: An
 def _evaluate(raw: Any, keys: tuple[Any, ...], scanned: tuple[str, ...], bad: Any) -> Evaluate | None:
     """`evaluate: {models: GROUP, data: GROUP, label_column, suites, eps, sample, input_shape, factory, trigger}`;
     both groups must be scanned in the same stage (an evaluation runs only on what its scan cleared)."""
-    from mlsec.evaluations import suites_named  # noqa: PLC0415 - the package itself, not the eval extra
-
     if not isinstance(raw, dict):
         bad(keys, "expected a mapping with models and data (artifact groups), and label_column, suites, eps...")
         return None
@@ -241,7 +240,7 @@ def _evaluate(raw: Any, keys: tuple[Any, ...], scanned: tuple[str, ...], bad: An
         if raw.get(key) not in scanned:
             bad((*keys, key), f"expected an artifact group this stage scans ({', '.join(scanned) or 'none'})")
             ok = False
-    suites = raw.get("suites", ["adversarial"])
+    suites = raw.get("suites", list(DEFAULT_SUITES))
     try:
         if not isinstance(suites, list) or not suites:
             raise ValueError("expected a non-empty list of suites")
@@ -249,7 +248,7 @@ def _evaluate(raw: Any, keys: tuple[Any, ...], scanned: tuple[str, ...], bad: An
     except ValueError as exc:
         bad((*keys, "suites"), str(exc))
         ok = False
-    eps = raw.get("eps", [0.1])
+    eps = raw.get("eps", list(DEFAULT_EPSILONS))
     if not isinstance(eps, list) or not all(isinstance(e, (int, float)) and e > 0 for e in eps):
         bad((*keys, "eps"), "expected a list of positive numbers")
         ok = False
@@ -257,14 +256,15 @@ def _evaluate(raw: Any, keys: tuple[Any, ...], scanned: tuple[str, ...], bad: An
     if shape is not None and not (isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape)):
         bad((*keys, "input_shape"), "expected a list of positive integers (for example [1, 8, 8])")
         ok = False
-    if not isinstance(raw.get("sample", 200), int) or raw.get("sample", 200) < 1:
+    sample = raw.get("sample", DEFAULT_SAMPLE)
+    if not isinstance(sample, int) or isinstance(sample, bool) or sample < 1:
         bad((*keys, "sample"), "expected a positive integer")
         ok = False
     if not ok:
         return None
     return Evaluate(
         models=raw["models"], data=raw["data"], label_column=raw.get("label_column"), suites=tuple(suites),
-        eps=tuple(float(e) for e in eps), sample=int(raw.get("sample", 200)),
+        eps=tuple(float(e) for e in eps), sample=sample,
         input_shape=tuple(shape) if shape else None, factory=raw.get("factory"), trigger=raw.get("trigger"),
     )  # fmt: skip
 

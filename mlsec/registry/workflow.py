@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from mlsec.audit_records import record_gate, record_scan, subjects_of
 from mlsec.decision import Decision
+from mlsec.evaluations import EVALUABLE_FORMATS, HEADLINE_METRICS, evaluate  # evaluate() loads ART in its child only
 from mlsec.findings import Severity
 from mlsec.inputs import hash_file
 from mlsec.ledger import Ledger
@@ -109,8 +110,6 @@ def scan_version(
 
 
 def _evaluate(report: ScanReport, plan: EvaluationPlan, ruleset: RuleSet) -> ScanReport:
-    from mlsec.evaluations import EVALUABLE_FORMATS, evaluate  # noqa: PLC0415 - the eval extra; only when asked
-
     models = [a.path for a in report.artifacts if a.member is None and a.format in EVALUABLE_FORMATS]
     for model in models:
         report = evaluate(model, plan.data, report=report, ruleset=ruleset, **plan.options)
@@ -119,8 +118,6 @@ def _evaluate(report: ScanReport, plan: EvaluationPlan, ruleset: RuleSet) -> Sca
 
 def evaluation_tag(report: ScanReport) -> str:
     """The evaluations' statuses and headline metrics, compact enough for a registry tag (500 characters)."""
-    from mlsec.evaluations import HEADLINE_METRICS  # noqa: PLC0415
-
     names = {a.sha256: Path(a.path).name for a in report.artifacts if a.member is None}
     parts = []
     for e in report.evaluations:
