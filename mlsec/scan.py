@@ -121,7 +121,7 @@ def scan(
     try:
         first = next(stream)  # a scan that ends within it is judged by its size; a longer one is big enough
         size = sum(unit.size for unit in first.values())
-        runner = _executor(executor, jobs, len(first) if walked[0] else SMALL_SCAN_UNITS, size, debug)
+        runner = _executor(executor, jobs, len(first), size, debug, whole=walked[0])
         counter.start(runner.name)
         runner.run(settings, itertools.chain([first], stream), done)
     finally:
@@ -152,12 +152,14 @@ def scan_bytes(
     return _report(out, settings.ruleset, started, (name,))
 
 
-def _executor(spec: str | None, jobs: int | None, units: int, size: int, debug: bool) -> Executor:
+def _executor(spec: str | None, jobs: int | None, units: int, size: int, debug: bool, *, whole: bool) -> Executor:
+    """Where `units` units of `size` bytes run; `whole`: they are all there is (the walk has ended), else more
+    follow and the scan is big enough for any executor."""
     chosen = executor_for(spec, jobs)  # an unknown name is an error even when nothing is left to scan
-    if debug or units == 0 or (units == 1 and not isinstance(chosen, Ray)):
+    if debug or (whole and (units == 0 or (units == 1 and not isinstance(chosen, Ray)))):
         return InProcess()  # --debug re-raises scanner errors, which needs them in this process
     if spec is None and jobs is None:  # automatic: a pool only where it pays
-        small = units < SMALL_SCAN_UNITS and size < SMALL_SCAN_BYTES
+        small = whole and units < SMALL_SCAN_UNITS and size < SMALL_SCAN_BYTES
         return InProcess() if small or cpu_count() == 1 or not main_importable() else ProcessPool(cpu_count())
     return chosen
 
