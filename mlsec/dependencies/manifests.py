@@ -229,7 +229,10 @@ def _pipfile_lock(text: str, path: str) -> tuple[list[Dependency], list[str]]:
 
 
 def _conda_env(text: str, path: str) -> tuple[list[Dependency], list[str]]:
-    doc = yaml.safe_load(text) or {}
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:  # not a ValueError: said as one, like every other manifest's syntax error
+        raise ValueError(f"not YAML: {exc}") from None
     deps: list[Dependency] = []
     problems: list[str] = []
     listed = doc.get("dependencies") if isinstance(doc, dict) else None

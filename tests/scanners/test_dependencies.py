@@ -237,3 +237,13 @@ def test_includes_outside_the_manifest_directory_are_not_read(tmp_path: Path, in
     report = scan([path])
     assert any("leaves the manifest's directory; not read" in s.reason for s in report.skipped)
     assert "root:" not in report.to_json()
+
+
+@pytest.mark.parametrize("text", [b"\x04", b"dependencies: [unclosed", b"a: b: c"])
+def test_a_conda_environment_that_is_not_yaml_is_the_files_fault(tmp_path: Path, text: bytes) -> None:
+    """PyYAML's errors are not ValueErrors: the manifest reader says them as one, so the scan reports an
+    unreadable manifest (exit 3), not a scanner bug."""
+    (tmp_path / "environment.yml").write_bytes(text)
+    report = scan([str(tmp_path / "environment.yml")])
+    assert [(e.error_type, e.is_bug) for e in report.errors] == [("InputError", False)]
+    assert "cannot read conda-env manifest: not YAML" in report.errors[0].reason
