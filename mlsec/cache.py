@@ -185,13 +185,15 @@ class ResultCache:
 
 
 class Session:
-    """One scan's use of the cache: look units up before the scan, store them as they finish."""
+    """One scan's use of the cache: look units up before the scan, store them as they finish (written a second
+    at a time, and when the scan ends)."""
 
     def __init__(self, db: sqlite3.Connection, context: str, *, paranoid: bool, jobs: int) -> None:
         self.db, self.context, self.paranoid, self.jobs = db, context, paranoid, jobs
         self._seen: dict[str, tuple[bytes, str]] = {}  # unit path → (absolute path as bytes, fingerprint) before the scan
+        self._files: list[tuple[bytes, str, str]] = []  # rows stored since the last commit
+        self._results: list[tuple[str, str, float]] = []
         self._since_commit = time.monotonic()
-        self.db.execute("BEGIN")
 
     def lookup(self, units: Mapping[int, Unit]) -> dict[int, Collected]:
         """The units whose result is cached, by index; the rest are remembered for `store`. The fingerprint the
@@ -249,25 +251,35 @@ class Session:
         absolute, print_ = self._seen[unit.path]
         try:
             entry = collected.cache_entry or collected.encode()
-            facts = collected.provenance or provenance_key(unit.path)
-            self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (absolute, print_, collected.sha256))
-            self.db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
-                (self._key(unit, collected.sha256, facts), entry, time.time()),
-            )
-            if time.monotonic() - self._since_commit > 1.0:  # other runs may write too: hold the lock briefly
-                self.db.execute("COMMIT")
-                self.db.execute("BEGIN")
-                self._since_commit = time.monotonic()
-        except (sqlite3.Error, ValueError) as exc:  # ValueError: UnicodeError, a report that will not serialise
+            key = self._key(unit, collected.sha256, collected.provenance or provenance_key(unit.path))
+        except ValueError as exc:  # UnicodeError, a report that will not serialise
             log.warning("result cache: could not store %s: %s", unit.path, exc)
+            return
+        self._files.append((absolute, print_, collected.sha256))
+        self._results.append((key, entry, time.time()))
+        if time.monotonic() - self._since_commit > 1.0:  # other runs may write too: hold the lock briefly
+            self._commit()
 
     def close(self) -> None:
+        self._commit()
+        self.db.close()
+
+    def _commit(self) -> None:
+        """The rows stored since the last commit, in one transaction (a statement each, not two per file)."""
+        files, results = self._files, self._results
+        self._files, self._results = [], []
+        self._since_commit = time.monotonic()
+        if not results:
+            return
         try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", files)
+            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", results)
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.warning("result cache: could not commit: %s", exc)
-        self.db.close()
+            log.warning("result cache: could not store %d result(s): %s", len(results), exc)
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
 
     def _key(self, unit: Unit, sha256: str, facts: str | None = None) -> str:
         shown = printable(unit.path)

@@ -95,10 +95,6 @@ class ProcessPool:
         """Scan the units of `chunks`; returns the indices lost to a broken pool. The pool starts once there are
         units for every worker, or the walk has ended (chunks the cache answered whole fork nothing), and is
         sized and preloaded by the units it starts with."""
-        import multiprocessing  # noqa: PLC0415 - a warm re-scan with nothing to scan never needs a pool
-
-        from mlsec.scanners import heavy_modules, preload  # noqa: PLC0415 - loaded once here, so workers start with it
-
         stream = iter(chunks)
         head: list[Chunk] = []
         for chunk in stream:
@@ -106,8 +102,12 @@ class ProcessPool:
                 head.append(chunk)
                 if sum(map(len, head)) >= jobs:
                     break
-        if not head:
+        if not head:  # the cache answered every unit: neither a pool nor the scanners are needed
             return []
+        import multiprocessing  # noqa: PLC0415
+
+        from mlsec.scanners import heavy_modules, preload  # noqa: PLC0415 - loaded once here, so workers start with it
+
         heavy = heavy_modules((unit.path for chunk in head for unit in chunk.values()), at_least=jobs)
         context = multiprocessing.get_context(_start_method())
         if context.get_start_method() == "forkserver":
