@@ -109,6 +109,18 @@ def test_options_reach_images_found_inside_a_directory() -> None:
     assert [a.kind.value for a in layout] == ["image"]
 
 
+def test_a_layout_inside_a_tree_is_one_image_in_walk_order(tmp_path: Path) -> None:
+    """The walk tells a layout from the listing that reaches it: its files come before its subdirectories, the
+    layout among them in name order, and a folder with an `oci-layout` but no `index.json` is plain files."""
+    shutil.copytree(fixture("images/multiarch-layout"), tmp_path / "b-layout")
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-folder" / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (tmp_path / "z.txt").write_text("beside\n")
+    report = scan([str(tmp_path)])
+    top = [(Path(a.path).relative_to(tmp_path).as_posix(), a.kind.value) for a in report.artifacts if a.member is None]
+    assert top == [("z.txt", "other"), ("a-folder/oci-layout", "other"), ("b-layout", "image")]
+
+
 @pytest.mark.parametrize("digest", ["sha256:../../../etc/passwd", "md5:abc"])
 def test_a_layout_cannot_point_outside_itself(tmp_path: Path, digest: str) -> None:
     layout = tmp_path / "layout"

@@ -9,6 +9,7 @@ for every input that was not, or could not be, read.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import re
 import stat
@@ -106,20 +107,24 @@ def walk_bytes(name: str, data: bytes, limits: ScanLimits) -> Iterator[Event]:
 
 
 def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None = None) -> Iterator[Unit | Skipped]:
-    """Files under `root`: depth first, each directory's subdirectories (sorted) before its files (sorted),
-    as os.walk orders them. Symbolic links are not followed, except (with `links_into`) file links whose
-    target resolves inside that directory: a Hugging Face cache's snapshots link into its blobs/. Files whose
-    real path is in `seen` were already scanned under another name. One stat per file, whose fingerprint
-    the result cache reuses."""
+    """Files under `root`: depth first, each directory's files (sorted) before its subdirectories (sorted), as
+    os.walk's caller meets them. An OCI layout directory below `root` is one unit (an image), told by the listing
+    that reaches it (no system call of its own). Symbolic links are not followed, except (with `links_into`)
+    file links whose target resolves inside that directory: a Hugging Face cache's snapshots link into its
+    blobs/. Files whose real path is in `seen` were already scanned under another name. One stat per file,
+    whose fingerprint the result cache reuses."""
     stack = [(root, os.path.abspath(root))]  # each folder with its absolute path, joined once per folder
     while stack:
         dirpath, absolute = stack.pop()
         try:
             with os.scandir(dirpath) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+                entries = sorted(listing, key=_NAME)
         except OSError:
             continue  # as os.walk: a directory that cannot be listed is passed over
-        provenance.note_listing(dirpath, (e.name for e in entries), absolute)
+        if dirpath is not root and _holds_oci_layout(entries):  # one image, not a heap of blobs
+            yield Unit(dirpath, "image")
+            continue
+        provenance.note_listing(dirpath, [e.name for e in entries], absolute)
         dirs, files = [], []
         for entry in entries:
             (dirs if _is_dir(entry) else files).append(entry)
@@ -127,8 +132,6 @@ def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None
         for entry in dirs:
             if entry.is_symlink():
                 yield Skipped(entry.path, "symbolic link not followed")
-            elif images.is_oci_layout(entry.path):  # an OCI layout directory is one image, not a heap of blobs
-                yield Unit(entry.path, "image")
             elif _HF_CACHE_REPO.match(entry.name) and os.path.isdir(os.path.join(entry.path, "snapshots")):
                 yield from _hf_cache_repo(entry.path)
             else:
@@ -136,6 +139,21 @@ def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None
         for entry in files:
             yield from _file_unit(entry, links_into, seen)
         stack.extend(reversed(descend))
+
+
+_NAME = operator.attrgetter("name")
+
+
+def _holds_oci_layout(entries: list[os.DirEntry[str]]) -> bool:
+    """A listing with an OCI image layout's `oci-layout` and `index.json` files (images.is_oci_layout)."""
+    found = 0
+    for entry in entries:
+        if entry.name in ("oci-layout", "index.json"):
+            try:
+                found += entry.is_file()
+            except OSError:
+                return False
+    return found == 2
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
