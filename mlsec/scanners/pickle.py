@@ -10,6 +10,7 @@ from __future__ import annotations
 import _compat_pickle
 import ast
 import contextlib
+import hashlib
 import io
 import logging
 import re
@@ -224,6 +225,46 @@ def second_opinion(data: bytes, blob: Blob, ctx: ScanContext, own: Sequence[Find
     """fickling's view: decompiled code as evidence on blocking findings, a finding where it disagrees."""
     if len(data) > _SECOND_OPINION_MAX_BYTES:
         return list(own)
+    opinion = _fickling(data, blob.display)
+    if opinion is None:
+        return list(own)
+    out = [
+        replace(f, evidence=replace(f.evidence, facts={**f.evidence.facts, "decompiled": opinion.decompiled}))
+        if f.severity >= Severity.HIGH
+        else f
+        for f in own
+    ]
+    if not any(f.severity >= Severity.HIGH for f in own) and opinion.malicious:
+        out.append(
+            ctx.finding(
+                "MLSEC-PICKLE-009",
+                blob,
+                f"fickling says {opinion.malicious}: {opinion.detail[:300]}",
+                facts={"fickling_severity": opinion.malicious, "decompiled": opinion.decompiled},
+                source="fickling 0.1",
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Opinion:
+    decompiled: str  # cut to _DECOMPILED_CHARS
+    malicious: str | None  # fickling's severity when it is LIKELY_OVERTLY_MALICIOUS or worse
+    detail: str  # the results that say so
+
+
+# fickling's opinion of each pickle's bytes, remembered per process: a registry's checkpoints of one architecture
+# share their data.pkl byte for byte (7 ms of fickling each, 5% of scanning a 128 MiB checkpoint). By sha256.
+_OPINIONS: dict[bytes, _Opinion | None] = {}
+_MAX_OPINIONS = 256
+
+
+def _fickling(data: bytes, display: str) -> _Opinion | None:
+    """What fickling says of `data`; None when it cannot read it (logged: it is only a second opinion)."""
+    key = hashlib.sha256(data).digest()
+    if key in _OPINIONS:
+        return _OPINIONS[key]
     try:
         from fickling.analysis import Severity as FSeverity  # noqa: PLC0415 - heavy, lazy
         from fickling.analysis import check_safety  # noqa: PLC0415
@@ -234,29 +275,21 @@ def second_opinion(data: bytes, blob: Blob, ctx: ScanContext, own: Sequence[Find
             results = check_safety(pickled)
             decompiled = ast.unparse(pickled.ast)
     except Exception as exc:  # noqa: BLE001 - fickling is a second opinion; its failures are logged only
-        log.debug("%s: fickling could not analyse: %s", blob.display, exc)
-        return list(own)
-    if len(decompiled) > _DECOMPILED_CHARS:
-        decompiled = decompiled[:_DECOMPILED_CHARS] + "\n..."
-    out = [
-        replace(f, evidence=replace(f.evidence, facts={**f.evidence.facts, "decompiled": decompiled}))
-        if f.severity >= Severity.HIGH
-        else f
-        for f in own
-    ]
-    verdict = results.severity
-    if not any(f.severity >= Severity.HIGH for f in own) and verdict >= FSeverity.LIKELY_OVERTLY_MALICIOUS:
-        detail = "; ".join(str(r) for r in results.results if r.severity >= FSeverity.LIKELY_OVERTLY_MALICIOUS)
-        out.append(
-            ctx.finding(
-                "MLSEC-PICKLE-009",
-                blob,
-                f"fickling says {verdict.name}: {detail[:300]}",
-                facts={"fickling_severity": verdict.name, "decompiled": decompiled},
-                source="fickling 0.1",
-            )
+        log.debug("%s: fickling could not analyse: %s", display, exc)
+        opinion = None
+    else:
+        if len(decompiled) > _DECOMPILED_CHARS:
+            decompiled = decompiled[:_DECOMPILED_CHARS] + "\n..."
+        bad = FSeverity.LIKELY_OVERTLY_MALICIOUS
+        opinion = _Opinion(
+            decompiled,
+            results.severity.name if results.severity >= bad else None,
+            "; ".join(str(r) for r in results.results if r.severity >= bad),
         )
-    return out
+    if len(_OPINIONS) >= _MAX_OPINIONS:
+        _OPINIONS.clear()
+    _OPINIONS[key] = opinion
+    return opinion
 
 
 class PickleScanner:

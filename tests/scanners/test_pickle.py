@@ -146,6 +146,39 @@ def test_blocking_findings_carry_decompiled_evidence(tmp_path: Path) -> None:
     assert "system('id')" in str(report.findings[0].evidence.facts["decompiled"])
 
 
+def test_fickling_reads_the_same_bytes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints of one architecture share their pickle byte for byte: fickling's opinion of those bytes is
+    asked once per process, and every file still gets its own findings with it (here: its decompiled code,
+    and fickling's finding on a pickle only fickling objects to)."""
+    from fickling.fickle import Pickled
+
+    import mlsec.scanners.pickle as scanner
+
+    monkeypatch.setattr(scanner, "_OPINIONS", {})
+    loads: list[int] = []
+    real = Pickled.load
+
+    def counted(data, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        loads.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(Pickled, "load", staticmethod(counted))
+    hostile = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R."
+    nested = b"\x80\x02" + b"(" * 100_000 + b"l" * 100_000 + b"."
+    for name, data in [("a.pkl", hostile), ("b.pkl", hostile), ("c.pkl", nested), ("d.pkl", nested)]:
+        (tmp_path / name).write_bytes(data)
+    report = scan([str(tmp_path)])
+    assert sorted(loads) == sorted([len(hostile), len(nested)])
+    decompiled = {
+        f.location.path[-5:]: f.evidence.facts["decompiled"] for f in report.findings if f.rule_id == "MLSEC-PICKLE-001"
+    }
+    assert decompiled.keys() == {"a.pkl", "b.pkl"}
+    assert decompiled["a.pkl"] == decompiled["b.pkl"]
+    assert "system('id')" in str(decompiled["a.pkl"])
+    fickling_says = sorted(f.location.path[-5:] for f in report.findings if f.rule_id == "MLSEC-PICKLE-009")
+    assert fickling_says == ["c.pkl", "d.pkl"]
+
+
 def _global_call(module: str, name: str) -> bytes:
     """A protocol-4 pickle that imports module.name and calls it with ([1],)."""
     return b"\x80\x04" + _str(module) + _str(name) + b"\x93]K\x01a\x85R."
