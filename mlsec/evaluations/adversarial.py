@@ -12,6 +12,11 @@ from typing import Any
 from mlsec.evaluations._common import optional_torch, row_shape, torch_of
 
 _NORMS = {"inf": math.inf, "1": 1, "2": 2}
+# The attacks' own budgets, not thresholds (a gate never reads them): PGD's iterations, Square's queries and
+# HopSkipJump's iterations and evaluations. The thresholds in rules/evaluations.toml were measured with these.
+PGD_STEPS = 40
+SQUARE_QUERIES = 1000
+HSJ_ITERATIONS, HSJ_EVALUATIONS, HSJ_INITIAL_EVALUATIONS = 10, 1000, 100
 
 
 def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[dict[str, Any]]:
@@ -45,20 +50,25 @@ def _one(
 
     estimator, blackbox = estimators
     norm = _NORMS[norm_name]
-    steps = int(request.get("pgd_steps", 40))
     seed = int(request["seed"])
     attacks: dict[str, Any] = {}
     if estimator is not None:  # white-box, where the model has gradients
         attacks["fgsm"] = lambda: FastGradientMethod(estimator, norm=norm, eps=eps)
         attacks["pgd"] = lambda: ProjectedGradientDescent(
-            estimator, norm=norm, eps=eps, eps_step=eps / 4, max_iter=steps, num_random_init=1, verbose=False
+            estimator, norm=norm, eps=eps, eps_step=eps / 4, max_iter=PGD_STEPS, num_random_init=1, verbose=False
         )
-    if request.get("black_box", True):  # any model: only its predictions are used
-        if norm_name in ("inf", "2"):
-            attacks["square"] = lambda: SquareAttack(blackbox, norm=norm, eps=eps, max_iter=1000, nb_restarts=1, verbose=False)
-        attacks["hopskipjump"] = lambda: _Bounded(
-            HopSkipJump(blackbox, norm=norm, max_iter=10, max_eval=1000, init_eval=100, verbose=False), norm, eps
+    # black-box attacks for any model: only its predictions are used
+    if norm_name in ("inf", "2"):
+        attacks["square"] = lambda: SquareAttack(
+            blackbox, norm=norm, eps=eps, max_iter=SQUARE_QUERIES, nb_restarts=1, verbose=False
         )
+    attacks["hopskipjump"] = lambda: _Bounded(
+        HopSkipJump(
+            blackbox, norm=norm, max_iter=HSJ_ITERATIONS, max_eval=HSJ_EVALUATIONS, init_eval=HSJ_INITIAL_EVALUATIONS,
+            verbose=False,
+        ),
+        norm, eps,
+    )  # fmt: skip
     truth = _indices(model, y)
     robust: dict[str, float] = {}
     seconds: dict[str, float] = {}
@@ -83,7 +93,7 @@ def _one(
             "eps": eps,
             "n": n,
             "seed": seed,
-            "pgd_steps": steps,
+            "pgd_steps": PGD_STEPS,
             "attacks": sorted(attacks),
             "unseeded": ["hopskipjump"] if "hopskipjump" in attacks else [],
         },
@@ -118,7 +128,7 @@ def _estimator(model: Any, x: Any, y: Any, clip: tuple[float, float], request: d
         from art.estimators.classification import PyTorchClassifier  # noqa: PLC0415
 
         shape = row_shape(request, x)
-        classes = int(request.get("classes") or len(set(y.tolist())))
+        classes = len(set(y.tolist()))
         wrapped = PyTorchClassifier(
             model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=shape, nb_classes=classes, clip_values=clip,
             device_type="gpu" if request.get("device") == "cuda" else "cpu",
@@ -139,7 +149,7 @@ def _black_box(model: Any, x: Any, y: Any, clip: tuple[float, float], request: d
     from art.estimators.classification import BlackBoxClassifierNeuralNetwork  # noqa: PLC0415
 
     shape = tuple(x.shape[1:])
-    classes = int(request.get("classes") or len(getattr(model, "classes_", [])) or len(set(y.tolist())))
+    classes = len(getattr(model, "classes_", [])) or len(set(y.tolist()))
     torch = torch_of(model)
     if torch is not None:
         device = request.get("device") or "cpu"

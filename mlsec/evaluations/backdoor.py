@@ -19,6 +19,12 @@ from typing import Any
 
 from mlsec.evaluations._common import robust_z, row_shape, torch_of
 
+# The reverse engineering's own budget, not a threshold (a gate never reads it): Adam steps per class, and the
+# weight of the mask's L1 norm against the cross-entropy. The thresholds in rules/evaluations.toml were
+# measured with these values.
+NC_STEPS = 200
+NC_LAMBDA = 0.05
+
 
 def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[dict[str, Any]]:
     import numpy as np  # noqa: PLC0415
@@ -26,19 +32,18 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[d
 
     started = time.perf_counter()
     shape = row_shape(request, x)
-    classes = int(request.get("classes") or len(set(y.tolist())))
+    classes = len(set(y.tolist()))
     n = min(int(request.get("sample", 200)), len(x))
     pick = np.sort(rng.choice(len(x), size=n, replace=False))
     device = next(model.parameters(), torch.zeros(0)).device
     inputs = torch.tensor(x[pick].reshape((n, *shape)), dtype=torch.float32, device=device)
     low, high = float(inputs.min()), float(inputs.max())
-    steps, lam = int(request.get("nc_steps", 200)), float(request.get("nc_lambda", 0.05))
     for parameter in model.parameters():  # only the mask and pattern are optimised
         parameter.requires_grad_(False)
     torch.manual_seed(int(request["seed"]))
     norms, success = [], []
     for target in range(classes):
-        norm, rate = _reverse_engineer(model, inputs, target, shape, low, high, steps, lam)
+        norm, rate = _reverse_engineer(model, inputs, target, shape, low, high, NC_STEPS, NC_LAMBDA)
         norms.append(norm)
         success.append(rate)
     values = np.array(norms)
@@ -60,7 +65,7 @@ def run(model: Any, x: Any, y: Any, request: dict[str, Any], rng: Any) -> list[d
         {
             "name": "backdoor/neural-cleanse",
             "status": "completed",
-            "parameters": {"method": "neural-cleanse", "n": n, "steps": steps, "lambda": lam, "seed": int(request["seed"]),
+            "parameters": {"method": "neural-cleanse", "n": n, "steps": NC_STEPS, "lambda": NC_LAMBDA, "seed": int(request["seed"]),
                            "device": str(device)},
             "metrics": {
                 "anomaly_index": round(index, 4), "trigger_norm_ratio": round(ratio, 4), "suspect_class": suspect,
