@@ -12,7 +12,7 @@ from typing import Any
 from mlsec.decision import Decision
 from mlsec.evaluations import HEADLINE_METRICS
 from mlsec.ledger import Entry, Ledger
-from mlsec.report import ScanReport
+from mlsec.report import EXIT_STATUS, ScanReport
 
 
 def subjects_of(report: ScanReport | Mapping[str, Any]) -> dict[str, str]:
@@ -27,9 +27,12 @@ def entries_about(ledger: Ledger, report: ScanReport | Mapping[str, Any]) -> lis
     return [e for e in ledger.entries() if digests & set(e.subjects.values())]
 
 
+_VERDICTS = {code: verdict for verdict, code in EXIT_STATUS.items()}
+
+
 def record_scan(ledger: Ledger, report: ScanReport, exit_code: int) -> Entry:
     doc = report.to_dict()
-    verdict = {0: "clean", 1: "blocked", 3: "incomplete"}.get(exit_code, f"exit {exit_code}")
+    verdict = _VERDICTS.get(exit_code, f"exit {exit_code}")
     return ledger.append(
         "scan",
         subjects=subjects_of(doc),

@@ -12,6 +12,7 @@ from mlsec.findings import Evidence, Finding, Location, Severity
 
 JSON = dict[str, Any]
 SCHEMA_VERSION = "mlsec.report/1"
+EXIT_STATUS = {"clean": 0, "blocked": 1, "incomplete": 3}  # a verdict's documented exit code (cli/exit_codes.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,18 @@ class ScanReport:
 
     def max_severity(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
+
+    def verdict(self, fail_on: Severity) -> str:
+        """What the report says at `fail_on`, as every command, the pipeline and the registry read it (EXIT_STATUS
+        gives the exit code): "blocked" (a finding at or above it, or an evaluation refused because its model or
+        data did not pass the static scan), "incomplete" (a scan error, or an evaluation that could not finish:
+        never read as clean), else "clean"."""
+        top = self.max_severity()
+        if (top is not None and top >= fail_on) or any(e.status == "refused" for e in self.evaluations):
+            return "blocked"
+        if self.errors or any(e.status == "error" for e in self.evaluations):
+            return "incomplete"
+        return "clean"
 
     def counts(self) -> dict[str, int]:
         counts = {s.label: 0 for s in Severity}

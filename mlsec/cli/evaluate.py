@@ -93,11 +93,6 @@ def evaluate_command(
     )  # fmt: skip
     for fmt, target in wanted:
         write_output(target, FORMATS[fmt](report, ruleset), [model, data])
-    statuses = {e.status for e in report.evaluations}
-    code = exit_code(report, fail_on)
-    if "refused" in statuses:
-        code = ExitCode.BLOCKED
-    elif code == ExitCode.OK and "error" in statuses:
-        code = ExitCode.INCOMPLETE
+    code = exit_code(report, fail_on)  # a refused evaluation blocks, one that could not finish is incomplete
     recorded = record(ledger_path, lambda ledger: record_evaluation(ledger, report, int(code)))
     raise SystemExit(int(code if recorded or code == ExitCode.BLOCKED else ExitCode.INCOMPLETE))

@@ -27,7 +27,7 @@ from mlsec.findings import Severity
 from mlsec.inputs.images import ImageOptions
 from mlsec.limits import ScanLimits
 from mlsec.outputs import FORMATS
-from mlsec.report import ScanReport
+from mlsec.report import EXIT_STATUS, ScanReport
 from mlsec.rules import load_ruleset
 from mlsec.scan import scan
 
@@ -43,13 +43,8 @@ def parse_output(value: str) -> tuple[str, str | None]:
 
 
 def exit_code(report: ScanReport, fail_on: Severity) -> ExitCode:
-    """1 blocked > 3 incomplete > 0 clean: an incomplete scan never reads as clean."""
-    top = report.max_severity()
-    if top is not None and top >= fail_on:
-        return ExitCode.BLOCKED
-    if report.errors:
-        return ExitCode.INCOMPLETE
-    return ExitCode.OK
+    """1 blocked > 3 incomplete > 0 clean (ScanReport.verdict): an incomplete scan never reads as clean."""
+    return ExitCode(EXIT_STATUS[report.verdict(fail_on)])
 
 
 @click.command("scan")

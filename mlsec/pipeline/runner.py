@@ -2,7 +2,8 @@
 sign what it signs (and verify each signature at once), gate, append every step to the ledger, and
 write the outputs (report.json, report.sarif, report.html, decision.json, signatures.json).
 
-The exit code is the gate's when the stage has one (0 allowed, 1 denied), else the scan's.
+The exit code is the gate's when the stage has one (0 allowed, 1 denied), else the report's verdict's
+(ScanReport.verdict: an evaluation that could not finish makes it incomplete, as in `mlsec evaluate`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mlsec.ledger import Ledger
 from mlsec.outputs import FORMATS
 from mlsec.outputs import html as html_output
 from mlsec.pipeline.config import ConfigError, Evaluate, Pipeline, Stage
-from mlsec.report import ScanReport
+from mlsec.report import EXIT_STATUS, ScanReport
 from mlsec.rules import RuleSet
 from mlsec.scan import scan
 
@@ -54,8 +55,7 @@ def run_stage(
     report = scan(pipeline.paths(stage.scan), ruleset=ruleset)
     if stage.evaluate:
         report = _evaluate(pipeline, stage.evaluate, report, ruleset)
-    top = report.max_severity()
-    code = 1 if top is not None and top >= fail_on else 3 if report.errors else 0
+    code = EXIT_STATUS[report.verdict(fail_on)]
     result = StageRun(stage, report, code)
     ledger = Ledger(pipeline.ledger) if pipeline.ledger else None
     try:

@@ -79,16 +79,6 @@ class Promotion:
     previous: str | None  # the version the alias pointed at before (and still does when denied)
 
 
-def verdict_of(report: ScanReport, fail_on: Severity) -> str:
-    """blocked (a finding at or above `fail_on`), incomplete (a scan error, or an evaluation that was asked
-    for and could not finish), else clean."""
-    top = report.max_severity()
-    if top is not None and top >= fail_on:
-        return "blocked"
-    unfinished = any(e.status == "error" for e in report.evaluations)
-    return "incomplete" if report.errors or unfinished else "clean"
-
-
 def scan_version(
     registry: Registry,
     version: Version,
@@ -104,7 +94,7 @@ def scan_version(
         folder = registry.fetch(version, Path(tmp), limits.max_total_unpacked)
         targets = [str(folder)] + ([str(evaluation.data)] if evaluation else [])
         report = scan(targets, ruleset=ruleset, limits=limits)
-        if evaluation is not None and verdict_of(report, fail_on) == "clean":
+        if evaluation is not None and report.verdict(fail_on) == "clean":
             report = _evaluate(report, evaluation, ruleset)
         return relocate(report, str(folder), version.uri)
 
@@ -156,7 +146,7 @@ def scan_versions(
             results.append(VersionScan(version, tags.get("mlsec.verdict", "unknown"), None, unchanged=True))
             continue
         report = scan_version(registry, version, ruleset=ruleset, limits=limits, evaluation=evaluation, fail_on=fail_on)
-        verdict = verdict_of(report, fail_on)
+        verdict = report.verdict(fail_on)
         tags = {
             "mlsec.verdict": verdict,
             "mlsec.report_sha256": hashlib.sha256(report.to_json().encode()).hexdigest(),

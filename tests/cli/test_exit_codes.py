@@ -12,6 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from mlsec.cli import main
+from mlsec.findings import Evidence, Finding, Location, Severity
+from mlsec.report import EXIT_STATUS, EvaluationResult, ScanError, ScanReport
 from tests.conftest import fixture
 
 
@@ -78,6 +80,38 @@ def test_3_incomplete_when_nothing_blocks() -> None:
 def test_1_wins_over_3() -> None:
     result = _mlsec("scan", fixture("models/malformed/truncated.pt"), fixture("models/malicious/payload.joblib"))
     assert result.returncode == 1
+
+
+def _report(findings: tuple[str, ...] = (), errors: int = 0, evaluations: tuple[str, ...] = ()) -> ScanReport:
+    def finding(severity: str) -> Finding:
+        return Finding("MLSEC-TEST-001", Severity.parse(severity), "m", Location("m.pkl"), Evidence("s", {}, "test"))
+
+    return ScanReport(
+        "0", "sha256:x", "t0", "t1", ("m.pkl",), artifacts=(),
+        findings=tuple(finding(s) for s in findings),
+        errors=tuple(ScanError("m.pkl", "unreadable") for _ in range(errors)),
+        evaluations=tuple(EvaluationResult("adversarial", s, "a" * 64, None, {}, {}, Evidence("s", {}, "t"), 0.0) for s in evaluations),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("report", "fail_on", "verdict", "code"),
+    [
+        (_report(), "high", "clean", 0),
+        (_report(("medium",)), "high", "clean", 0),
+        (_report(("medium",)), "medium", "blocked", 1),
+        (_report(("high",), errors=1), "high", "blocked", 1),
+        (_report(("low",), errors=1), "high", "incomplete", 3),
+        (_report(evaluations=("ok", "error")), "high", "incomplete", 3),
+        (_report(evaluations=("refused",)), "critical", "blocked", 1),  # the model failed its own scan
+    ],
+)
+def test_one_verdict_for_every_reader(report: ScanReport, fail_on: str, verdict: str, code: int) -> None:
+    """scan, evaluate, `mlsec run` and the registry read a report by one rule (ScanReport.verdict)."""
+    from mlsec.cli.scan import exit_code
+
+    assert report.verdict(Severity.parse(fail_on)) == verdict
+    assert exit_code(report, Severity.parse(fail_on)) == EXIT_STATUS[verdict] == code
 
 
 def test_4_internal_error_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
