@@ -279,7 +279,8 @@ class Session:
         except sqlite3.Error as exc:
             log.warning("result cache: could not store %d result(s): %s", len(results), exc)
             if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the cache is only a cache: the scan goes on
+                    self.db.execute("ROLLBACK")
 
     def _key(self, unit: Unit, sha256: str, facts: str | None = None) -> str:
         shown = printable(unit.path)

@@ -539,3 +539,33 @@ def test_results_are_written_a_second_at_a_time(models: Path, tmp_path: Path, mo
         session.store(unit, scan_unit(settings, unit))
     session.close()
     assert written() == sum(1 for u in units.values() if scan_unit(settings, u).cacheable)
+
+
+def test_results_the_cache_cannot_take_cost_a_warning_not_the_scan(
+    models: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another program dropped the results table while a scan ran: its write fails, is rolled back and logged,
+    and nothing is raised; the next scan's cache (its schema made again) takes results again."""
+    import sqlite3
+
+    from mlsec.inputs import plan
+    from mlsec.rules import load_ruleset
+    from mlsec.scan_unit import ScanSettings, scan_unit
+
+    settings = ScanSettings(load_ruleset(), ScanLimits(), cache_entries=True)
+    cache = ResultCache(tmp_path / "cache")
+    session = cache.session(settings)
+    assert session is not None
+    units = dict(enumerate(u for u in plan([str(models / "benign")]) if u.size))
+    session.lookup(units)
+    with sqlite3.connect(cache.path) as other:
+        other.execute("DROP TABLE results")
+    for unit in units.values():
+        session.store(unit, scan_unit(settings, unit))
+    with caplog.at_level(logging.WARNING, logger="mlsec.cache"):
+        session.close()
+    assert "could not store" in caplog.text
+    with sqlite3.connect(cache.path) as other:  # rolled back: no file row without its result
+        assert other.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+    scan([str(models / "benign")], jobs=1, cache=cache)
+    assert cache.stats()["results"] > 0

@@ -107,9 +107,9 @@ def walk_bytes(name: str, data: bytes, limits: ScanLimits) -> Iterator[Event]:
 
 
 def _walk_dir(root: str, *, links_into: str | None = None, seen: set[str] | None = None) -> Iterator[Unit | Skipped]:
-    """Files under `root`: depth first, each directory's files (sorted) before its subdirectories (sorted), as
-    os.walk's caller meets them. An OCI layout directory below `root` is one unit (an image), told by the listing
-    that reaches it (no system call of its own). Symbolic links are not followed, except (with `links_into`)
+    """Files under `root`, depth first; in each directory, by name: its links to directories (skipped) and
+    Hugging Face cache folders, then its files, then its subdirectories. An OCI layout directory below `root`
+    is one unit (an image), told by the listing that reaches it (no system call of its own). Symbolic links are not followed, except (with `links_into`)
     file links whose target resolves inside that directory: a Hugging Face cache's snapshots link into its
     blobs/. Files whose real path is in `seen` were already scanned under another name. One stat per file,
     whose fingerprint the result cache reuses."""
