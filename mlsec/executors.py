@@ -221,10 +221,9 @@ class Ray:
         self.address, self.jobs = address, jobs
 
     def run(self, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> None:
-        units: Chunk = {}
-        for chunk in chunks:  # the whole walk first: tasks are sized to the cluster, the biggest batches first
-            units.update(chunk)
-        if not units:
+        stream = iter(chunks)
+        first = next((chunk for chunk in stream if chunk), None)  # a walk the cache answered whole starts no Ray
+        if first is None:
             return
         try:
             import ray  # noqa: PLC0415 - the [ray] extra
@@ -234,27 +233,47 @@ class Ray:
         if started_here:
             ray.init(address=self.address, num_cpus=None if self.address else self.jobs, log_to_driver=False)
         try:
-            self._run(ray, settings, units, done)
+            self._run(ray, settings, itertools.chain([first], stream), done)
         finally:
             if started_here:
                 ray.shutdown()
 
-    def _run(self, ray: Any, settings: ScanSettings, units: Chunk, done: Done) -> None:
+    def _run(self, ray: Any, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> None:
+        """Tasks go out as the walk goes, a round at a time: a round is sent once it fills every CPU of the
+        cluster with four full batches (or the walk ends), so a big cluster still gets batches of many small
+        files, and a walk of millions of files does not hold the cluster back until it ends."""
         task = ray.remote(num_cpus=1, max_retries=1)(_scan_batch)
         shared = ray.put(settings)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        batches = _batches(units, cpus)  # as the pool: by bytes, a large file alone, biggest first
-        refs = {task.remote(shared, [units[i] for i in batch]): batch for batch in batches}
+        refs: dict[Any, list[tuple[int, str]]] = {}  # each task: its units' indices and paths
+
+        def send(units: Chunk) -> None:
+            for batch in _batches(units, cpus):  # as the pool: by bytes, a large file alone, biggest first
+                refs[task.remote(shared, [units[i] for i in batch])] = [(i, units[i].path) for i in batch]
+
+        def collect(ready: list[Any]) -> None:
+            for ref in ready:
+                batch = refs.pop(ref)
+                try:
+                    collected = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a task that failed twice: its units are errors
+                    error = f"ray task failed: {type(exc).__name__}: {exc}"
+                    collected = [Collected(errors=[ScanError(path, error, None, "executor", "RayError")]) for _, path in batch]
+                for (index, _), result in zip(batch, collected, strict=True):
+                    done(index, result)
+
+        round_units: Chunk = {}
+        for chunk in chunks:
+            round_units.update(chunk)
+            if len(round_units) >= 4 * cpus * BATCH_UNITS:
+                send(round_units)
+                round_units = {}
+            if refs:  # whatever finished meanwhile, without waiting
+                collect(ray.wait(list(refs), num_returns=len(refs), timeout=0)[0])
+        if round_units:
+            send(round_units)
         while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            batch = refs.pop(ready[0])
-            try:
-                collected = ray.get(ready[0])
-            except Exception as exc:  # noqa: BLE001 - a task that failed twice: its units are errors
-                error = f"ray task failed: {type(exc).__name__}: {exc}"
-                collected = [Collected(errors=[ScanError(units[i].path, error, None, "executor", "RayError")]) for i in batch]
-            for index, result in zip(batch, collected, strict=True):
-                done(index, result)
+            collect(ray.wait(list(refs), num_returns=1)[0])
 
 
 def main_importable() -> bool:

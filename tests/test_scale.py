@@ -274,6 +274,41 @@ def test_ray_runs_the_same_scan(serial: ScanReport) -> None:
     assert _body(ScanReport.from_json(child.stdout)) == _body(serial)
 
 
+_RAY_STREAMING_CHILD = """
+import sys, ray
+from mlsec import executors, inputs
+from mlsec.scan import scan
+sys.modules["mlsec.scan"].CHUNK_UNITS = 8  # many chunks, and a round of 4 x 2 CPUs x 1 file fills at once
+executors.BATCH_UNITS = 1
+walking, sent_while_walking = [True], []
+real_plan, real_batches = inputs.plan, executors._batches
+def plan(paths):
+    yield from real_plan(paths)
+    walking[0] = False
+def batches(units, jobs):
+    sent_while_walking.append(walking[0])
+    return real_batches(units, jobs)
+inputs.plan, executors._batches = plan, batches
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+report = scan([sys.argv[1]], executor="ray")
+ray.shutdown()
+assert sent_while_walking[0] and not sent_while_walking[-1], sent_while_walking
+assert len(sent_while_walking) > 3, sent_while_walking
+sys.stdout.write(report.to_json())
+"""
+
+
+def test_ray_tasks_go_out_while_the_walk_goes_on(models: Path) -> None:
+    """Rounds of tasks are sent as the walk finds units (a round: four one-file batches per CPU here), the
+    last when it ends; the report is the serial one."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    child = subprocess.run(
+        [sys.executable, "-c", _RAY_STREAMING_CHILD, str(models)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert _body(ScanReport.from_json(child.stdout)) == _body(scan([str(models)], jobs=1))
+
+
 def test_progress_lines_for_ci_logs(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
