@@ -241,7 +241,8 @@ class Ray:
     def _run(self, ray: Any, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> None:
         """Tasks go out as the walk goes, a round at a time: a round is sent once it fills every CPU of the
         cluster with four full batches (or the walk ends), so a big cluster still gets batches of many small
-        files, and a walk of millions of files does not hold the cluster back until it ends."""
+        files, and a walk of millions of files does not hold the cluster back until it ends. While more than
+        eight tasks a CPU are queued, the walk waits for results (and each wait looks at that many only)."""
         task = ray.remote(num_cpus=1, max_retries=1)(_scan_batch)
         shared = ray.put(settings)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -268,8 +269,8 @@ class Ray:
             if len(round_units) >= 4 * cpus * BATCH_UNITS:
                 send(round_units)
                 round_units = {}
-            if refs:  # whatever finished meanwhile, without waiting
-                collect(ray.wait(list(refs), num_returns=len(refs), timeout=0)[0])
+                if len(refs) > 8 * cpus:  # the walk waits while the cluster has two rounds' worth queued
+                    collect(ray.wait(list(refs), num_returns=len(refs) - 8 * cpus)[0])
         if round_units:
             send(round_units)
         while refs:

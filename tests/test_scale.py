@@ -289,18 +289,26 @@ def batches(units, jobs):
     sent_while_walking.append(walking[0])
     return real_batches(units, jobs)
 inputs.plan, executors._batches = plan, batches
+waited_while_walking, real_wait = [], ray.wait
+def wait(refs, **kwargs):
+    waited_while_walking.append((walking[0], len(refs)))
+    return real_wait(refs, **kwargs)
+ray.wait = wait
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 report = scan([sys.argv[1]], executor="ray")
 ray.shutdown()
 assert sent_while_walking[0] and not sent_while_walking[-1], sent_while_walking
 assert len(sent_while_walking) > 3, sent_while_walking
+assert any(walking for walking, _ in waited_while_walking), waited_while_walking  # the walk waited for results
+assert max(n for _, n in waited_while_walking) <= 16 + 8, waited_while_walking  # 8 a CPU queued, plus a round
 sys.stdout.write(report.to_json())
 """
 
 
 def test_ray_tasks_go_out_while_the_walk_goes_on(models: Path) -> None:
     """Rounds of tasks are sent as the walk finds units (a round: four one-file batches per CPU here), the
-    last when it ends; the report is the serial one."""
+    last when it ends; while more than eight tasks a CPU are queued the walk waits for results; the report
+    is the serial one."""
     pytest.importorskip("ray", reason="the ray extra is not installed")
     child = subprocess.run(
         [sys.executable, "-c", _RAY_STREAMING_CHILD, str(models)], capture_output=True, text=True, timeout=600, check=False
