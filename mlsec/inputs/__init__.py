@@ -145,15 +145,15 @@ _NAME = operator.attrgetter("name")
 
 
 def _holds_oci_layout(entries: list[os.DirEntry[str]]) -> bool:
-    """A listing with an OCI image layout's `oci-layout` and `index.json` files (images.is_oci_layout)."""
+    """A listing with an OCI image layout's files (images.OCI_LAYOUT_FILES), as images.is_oci_layout tells a folder."""
     found = 0
     for entry in entries:
-        if entry.name in ("oci-layout", "index.json"):
+        if entry.name in images.OCI_LAYOUT_FILES:
             try:
                 found += entry.is_file()
             except OSError:
                 return False
-    return found == 2
+    return found == len(images.OCI_LAYOUT_FILES)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

@@ -116,9 +116,12 @@ def is_image(path: str) -> bool:
     return False
 
 
+OCI_LAYOUT_FILES = ("oci-layout", "index.json")  # the files that make a folder an OCI image layout
+
+
 def is_oci_layout(folder: str) -> bool:
-    """A folder holding an OCI image layout (its `oci-layout` and `index.json`)."""
-    return os.path.isfile(os.path.join(folder, "oci-layout")) and os.path.isfile(os.path.join(folder, "index.json"))
+    """A folder holding an OCI image layout (OCI_LAYOUT_FILES)."""
+    return all(os.path.isfile(os.path.join(folder, name)) for name in OCI_LAYOUT_FILES)
 
 
 def walk_image(
