@@ -131,7 +131,9 @@ class ProcessPool:
 
 def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> list[int]:
     """The units of `chunks` through a pool of `workers` processes, each chunk's batches sent as it comes (the
-    walk goes on meanwhile); the indices lost to a broken pool. Every chunk is taken, even from a broken pool."""
+    walk goes on meanwhile, and waits while more than QUEUED_BATCHES a worker are queued, so what is pending,
+    and looked over after each chunk, stays that size on a tree of any size); the indices lost to a broken
+    pool. Every chunk is taken, even from a broken pool."""
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait  # noqa: PLC0415
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
@@ -163,6 +165,9 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
                 sent = {i for batch in pending.values() for i in batch}
                 lost.extend(i for i in chunk if i not in sent)
             collect([future for future in pending if future.done()])
+            while len(pending) > QUEUED_BATCHES * workers:  # the walk waits: every worker has enough queued
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                collect(finished)
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             collect(finished)
@@ -181,6 +186,7 @@ def _start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+QUEUED_BATCHES = 8  # batches a worker (or a Ray CPU) may have waiting before the walk waits for results
 BATCH_BYTES = 16 * 1024 * 1024  # small files travel to a worker together, up to this many bytes...
 BATCH_UNITS = 32  # ...or this many files
 
@@ -242,7 +248,7 @@ class Ray:
         """Tasks go out as the walk goes, a round at a time: a round is sent once it fills every CPU of the
         cluster with four full batches (or the walk ends), so a big cluster still gets batches of many small
         files, and a walk of millions of files does not hold the cluster back until it ends. While more than
-        eight tasks a CPU are queued, the walk waits for results (and each wait looks at that many only)."""
+        QUEUED_BATCHES tasks a CPU are queued, the walk waits for results (and each wait looks at that many only)."""
         task = ray.remote(num_cpus=1, max_retries=1)(_scan_batch)
         shared = ray.put(settings)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -269,8 +275,8 @@ class Ray:
             if len(round_units) >= 4 * cpus * BATCH_UNITS:
                 send(round_units)
                 round_units = {}
-                if len(refs) > 8 * cpus:  # the walk waits while the cluster has two rounds' worth queued
-                    collect(ray.wait(list(refs), num_returns=len(refs) - 8 * cpus)[0])
+                if len(refs) > QUEUED_BATCHES * cpus:  # the walk waits while the cluster has two rounds' worth queued
+                    collect(ray.wait(list(refs), num_returns=len(refs) - QUEUED_BATCHES * cpus)[0])
         if round_units:
             send(round_units)
         while refs:

@@ -64,6 +64,27 @@ def test_the_pool_report_is_the_serial_report(serial: ScanReport, start: str, mo
     assert seen[-1].bytes_done == seen[-1].bytes_total
 
 
+def test_the_walk_waits_while_the_workers_have_enough_queued(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than QUEUED_BATCHES a worker pending and the walk waits for results: they come while it is not
+    over (a tree of any size keeps what is pending, and looked over, that small); the report is the serial one."""
+    from mlsec import executors, inputs
+
+    monkeypatch.setattr(sys.modules["mlsec.scan"], "CHUNK_UNITS", 8)
+    monkeypatch.setattr(executors, "QUEUED_BATCHES", 1)
+    expected = scan([str(models)], jobs=1)
+    walking, seen_walking = [True], []
+    real_plan = inputs.plan
+
+    def plan(paths: list[str]) -> Iterator[object]:
+        yield from real_plan(paths)
+        walking[0] = False
+
+    monkeypatch.setattr(inputs, "plan", plan)
+    pooled = scan([str(models)], jobs=2, progress=lambda _: seen_walking.append(walking[0]))
+    assert _body(pooled) == _body(expected)
+    assert seen_walking.count(True) > 10, seen_walking  # results while the walk was not over
+
+
 @pytest.mark.parametrize("chunk", [512, 8])
 def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGKILL one worker as the first unit finishes: the units it took down are scanned again, in order. With
