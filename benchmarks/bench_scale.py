@@ -10,6 +10,7 @@ own libraries: --small small models (scikit-learn joblib pickles, NumPy .npy, sa
 - cold: `mlsec scan` with an empty result cache and --jobs workers (it hashes and scans every byte);
 - warm: the same command again (a stat per file; results from the cache);
 - paranoid: warm with --paranoid (every file re-hashed, nothing re-scanned);
+- start-up: `mlsec --version`, the interpreter's start and mlsec's imports, which every command pays;
 - scan() cold and warm in this process, without the interpreter's start-up (a service's view);
 - ray: the same scan as Ray tasks on a local instance (`ray.init(num_cpus=jobs)`, start-up timed apart),
   with its report compared to the cold run's.
@@ -137,6 +138,16 @@ def mlsec(root: Path, cache: Path, jobs: int, *extra: str) -> tuple[float, Path]
     return seconds, out
 
 
+def startup(repeat: int) -> float:
+    """Seconds of `mlsec --version`: the interpreter's start and mlsec's imports, which every command pays."""
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mlsec", "--version"], capture_output=True, check=True)
+        runs.append(time.perf_counter() - start)
+    return min(runs)
+
+
 def library(root: Path, cache: Path, jobs: int, repeat: int) -> tuple[float, float]:
     """mlsec.scan() cold (each time into an empty cache) and warm in this process, best of `repeat`: the scan's
     own cost, without the interpreter's start-up and imports (a service that scans repeatedly pays those once)."""
@@ -199,6 +210,7 @@ def main() -> int:
         rows.append(("mlsec warm (cache)", warm))
         paranoid = min(mlsec(root, warm_cache, args.jobs, "--paranoid")[0] for _ in range(args.repeat))
         rows.append(("mlsec warm --paranoid", paranoid))
+        rows.append(("mlsec --version (start-up only)", startup(args.repeat)))
         library_cold, library_warm = library(root, cache / "library", args.jobs, args.repeat)
         rows.append(("scan() cold, in process (no start-up)", library_cold))
         rows.append(("scan() warm, in process (no start-up)", library_warm))

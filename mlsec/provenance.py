@@ -35,16 +35,26 @@ def facts_for(path: str) -> dict[str, JSONScalar]:
     if snapshot:
         kind = "" if snapshot.group(1) == "models" else snapshot.group(1) + "/"
         return {"hf_repository": f"{kind}{snapshot.group(2)}/{snapshot.group(3)}", "hf_revision": snapshot.group(4)}
-    folder = _resolved(os.path.dirname(path) or ".")
-    local_dir = _local_dir_revision(path, folder)
-    if local_dir:
-        return {"hf_revision": local_dir}
-    return dict(_git_facts(_nearest(folder, ".git")))
+    parent = os.path.dirname(path) or "."
+    known = _BY_FOLDER.get(parent)
+    if known is not None:
+        return dict(known)
+    folder = _resolved(parent)
+    if _nearest(folder, _HF_DOWNLOAD) is not None:  # a `hf download --local-dir` folder: each file has its own revision
+        local_dir = _local_dir_revision(path, folder)
+        if local_dir:
+            return {"hf_revision": local_dir}
+        return dict(_git_facts(_nearest(folder, ".git")))
+    facts = dict(_git_facts(_nearest(folder, ".git")))
+    if len(_BY_FOLDER) < _MAX_RESOLVED:
+        _BY_FOLDER[parent] = facts
+    return dict(facts)
 
 
 def forget() -> None:
     """Drop what was learned about folders (a scan starts afresh: a checkout may have moved HEAD since)."""
     _git_facts.cache_clear()
+    _BY_FOLDER.clear()
     _RESOLVED.clear()
     _NEAREST.clear()
     _UNMARKED.clear()
@@ -61,6 +71,7 @@ def note_listing(folder: str, names: Iterable[str], absolute: str | None = None)
 
 
 _RESOLVED: dict[str, str] = {}
+_BY_FOLDER: dict[str, dict[str, JSONScalar]] = {}  # a folder (as named) -> the facts of every file in it (no local-dir marker)
 _MAX_RESOLVED = 1 << 16  # as many folders as the lru_cache this replaced kept
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from mlsec import scan, scan_bytes
+from mlsec.deadline import ScanTimeout, deadline
 from mlsec.report import ScanError
 from tests.conftest import FIXTURES, fixture
 
@@ -172,6 +175,31 @@ def test_seconds_limit_stops_a_slow_artifact() -> None:
     report = json.loads(run.stdout)
     assert (run.code, rules_of(run)) == (3, {"MLSEC-LIMIT-001"})
     assert "max_seconds" in report["errors"][0]["reason"]
+
+
+def test_deadline_interrupts_and_puts_back_the_handler_and_timer_it_found() -> None:
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("the caller's handler ran during a deadline")
+
+    previous = signal.signal(signal.SIGALRM, mine)
+    try:
+        with pytest.raises(ScanTimeout):
+            _spin_under(deadline(0.02))
+        with deadline(30):
+            assert signal.getitimer(signal.ITIMER_REAL)[0] > 29
+        assert signal.getsignal(signal.SIGALRM) is mine
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    with deadline(30):
+        pass
+    assert signal.getsignal(signal.SIGALRM) == previous
+
+
+def _spin_under(limit: deadline) -> None:
+    with limit:
+        while True:
+            pass
 
 
 def test_control_characters_and_non_utf8_names(tmp_path: Path) -> None:

@@ -136,3 +136,17 @@ def test_hf_download_local_dir_metadata_names_the_revision(tmp_path: Path) -> No
     (meta / "model.safetensors.metadata").write_text(f'{REV}\n"etag"\n1732300000.0\n')
     report = scan([str(tmp_path / "model" / "model.safetensors")])
     assert report.artifacts[0].facts["hf_revision"] == REV
+
+
+def test_each_file_of_a_local_dir_has_its_own_revision_and_a_plain_folder_shares_one(tmp_path: Path) -> None:
+    """Facts are remembered per folder only where they are the folder's (a git clone's), never a local dir's."""
+    shutil.copytree(SNAPSHOT, tmp_path / "model")
+    meta = tmp_path / "model" / ".cache" / "huggingface" / "download"
+    meta.mkdir(parents=True)
+    other = "0" * 40
+    (meta / "model.safetensors.metadata").write_text(f"{REV}\n")
+    (meta / "config.json.metadata").write_text(f"{other}\n")
+    facts = {Path(a.path).name: dict(a.facts) for a in scan([str(tmp_path / "model")]).artifacts if not a.member}
+    assert facts["model.safetensors"].get("hf_revision") == REV
+    assert facts["config.json"].get("hf_revision") == other
+    assert [f for f in facts.values() if "hf_revision" not in f]  # a file without metadata says nothing
