@@ -51,8 +51,18 @@ def facts_for(path: str) -> dict[str, JSONScalar]:
     return dict(facts)
 
 
+def begin(scan_id: str) -> None:
+    """What this process learned about folders is for the scan `scan_id`: forgotten if it was learned in
+    another (a checkout may have moved HEAD since). A scan's own process and the workers it forks begin it
+    once; a worker that serves one scan after another (Ray's) forgets between them."""
+    if scan_id != _SCAN[0]:
+        forget()
+        _SCAN[0] = scan_id
+
+
 def forget() -> None:
     """Drop what was learned about folders (a scan starts afresh: a checkout may have moved HEAD since)."""
+    _SCAN[0] = None
     _git_facts.cache_clear()
     _BY_FOLDER.clear()
     _RESOLVED.clear()
@@ -70,6 +80,7 @@ def note_listing(folder: str, names: Iterable[str], absolute: str | None = None)
         _UNMARKED.add(_resolved(folder))
 
 
+_SCAN: list[str | None] = [None]  # the scan this process's folder knowledge belongs to (begin)
 _RESOLVED: dict[str, str] = {}
 _BY_FOLDER: dict[str, dict[str, JSONScalar]] = {}  # a folder (as named) -> the facts of every file in it (no local-dir marker)
 _MAX_RESOLVED = 1 << 16  # as many folders as the lru_cache this replaced kept

@@ -77,9 +77,10 @@ def scan(
         reference_path=Path(reference) if reference else None,
         label_column=label_column,
         debug=debug,
+        scan_id=os.urandom(8).hex(),
     )
     started = _now()
-    provenance.forget()
+    provenance.begin(settings.scan_id)
     items: list[inputs.Unit | Skipped | ScanError] = []  # the walk, in order: the report's order
     units: dict[int, inputs.Unit] = {}
     results: dict[int, Collected] = {}

@@ -45,6 +45,7 @@ class ScanSettings:
     label_column: str | None = None
     debug: bool = False
     cache_entries: bool = False  # also encode each cacheable result for the result cache, in the worker
+    scan_id: str = ""  # which scan this is: a worker that serves one scan after another (Ray's) starts afresh
 
     def context(self) -> ScanContext:
         from mlsec.scanners import ScanContext  # noqa: PLC0415 - see the TYPE_CHECKING import
@@ -112,6 +113,7 @@ def scan_unit(settings: ScanSettings, unit: inputs.Unit) -> Collected:
     held = _CONTEXTS.get(id(settings))
     if held is None or held[0] is not settings:
         _CONTEXTS.clear()
+        provenance.begin(settings.scan_id)
         held = _CONTEXTS[id(settings)] = (settings, settings.context())
     ctx = held[1]
     out = Collected()

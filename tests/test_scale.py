@@ -338,6 +338,43 @@ def test_ray_tasks_go_out_while_the_walk_goes_on(models: Path) -> None:
     assert _body(ScanReport.from_json(child.stdout)) == _body(scan([str(models)], jobs=1))
 
 
+_RAY_TWICE_CHILD = """
+import os, subprocess, sys, ray
+from pathlib import Path
+from mlsec.scan import scan
+clone = Path(sys.argv[1])
+env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+def git(*args):
+    return subprocess.run(["git", *args], cwd=clone, env=env, check=True, capture_output=True, text=True).stdout.strip()
+git("init", "-q", "-b", "main")
+git("remote", "add", "origin", "https://huggingface.co/acme/tiny-llm")
+git("add", ".")
+git("commit", "-q", "-m", "weights")
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)  # one worker: both scans' tasks run in it
+seen = []
+for _ in range(2):
+    report = scan([str(clone / "model.safetensors")], executor="ray")
+    seen.append((report.artifacts[0].facts.get("hf_revision"), git("rev-parse", "HEAD")))
+    git("commit", "-q", "--allow-empty", "-m", "a new HEAD")
+ray.shutdown()
+assert seen[0][1] != seen[1][1], seen
+assert [found for found, _ in seen] == [head for _, head in seen], seen
+"""
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_a_ray_worker_reads_a_clone_afresh_for_every_scan(tmp_path: Path) -> None:
+    """Ray keeps its worker processes from one scan to the next: what a worker learned of a folder (a clone's
+    HEAD) must not outlive the scan, as it does not in the driver or in a pool's workers."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    clone = shutil.copytree(FIXTURES / "huggingface" / "models--acme--tiny-llm" / "snapshots", tmp_path / "snapshots")
+    clone = next(Path(clone).iterdir())
+    child = subprocess.run(
+        [sys.executable, "-c", _RAY_TWICE_CHILD, str(clone)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+
+
 def test_progress_lines_for_ci_logs(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
