@@ -40,13 +40,12 @@ def facts_for(path: str) -> dict[str, JSONScalar]:
     if known is not None:
         return dict(known)
     folder = _resolved(parent)
-    if _nearest(folder, _HF_DOWNLOAD) is not None:  # a `hf download --local-dir` folder: each file has its own revision
-        local_dir = _local_dir_revision(path, folder)
-        if local_dir:
-            return {"hf_revision": local_dir}
-        return dict(_git_facts(_nearest(folder, ".git")))
+    local_dir = _nearest(folder, _HF_DOWNLOAD) is not None  # `hf download --local-dir`: each file has a revision
+    revision = _local_dir_revision(path, folder) if local_dir else None
+    if revision:
+        return {"hf_revision": revision}
     facts = dict(_git_facts(_nearest(folder, ".git")))
-    if len(_BY_FOLDER) < _MAX_RESOLVED:
+    if not local_dir and len(_BY_FOLDER) < _MAX_RESOLVED:
         _BY_FOLDER[parent] = facts
     return dict(facts)
 

@@ -367,8 +367,8 @@ def test_a_ray_worker_reads_a_clone_afresh_for_every_scan(tmp_path: Path) -> Non
     """Ray keeps its worker processes from one scan to the next: what a worker learned of a folder (a clone's
     HEAD) must not outlive the scan, as it does not in the driver or in a pool's workers."""
     pytest.importorskip("ray", reason="the ray extra is not installed")
-    clone = shutil.copytree(FIXTURES / "huggingface" / "models--acme--tiny-llm" / "snapshots", tmp_path / "snapshots")
-    clone = next(Path(clone).iterdir())
+    snapshot = next((FIXTURES / "huggingface" / "models--acme--tiny-llm" / "snapshots").iterdir())
+    clone = shutil.copytree(snapshot, tmp_path / "tiny-llm")  # out of the cache layout: its facts are the clone's
     child = subprocess.run(
         [sys.executable, "-c", _RAY_TWICE_CHILD, str(clone)], capture_output=True, text=True, timeout=600, check=False
     )
