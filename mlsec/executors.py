@@ -8,6 +8,7 @@ themselves) and only findings come back.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import os
@@ -216,6 +217,32 @@ def _scan_batch(settings: ScanSettings, units: list[Unit]) -> list[Collected]:
     return [scan_unit(settings, unit) for unit in units]
 
 
+def _scan_batch_from(directory: str, settings: ScanSettings, units: list[Unit]) -> list[Collected]:
+    """A Ray task: `units` scanned from the driver's working `directory`, so that a relative path names the file
+    it named there (a cluster's worker starts elsewhere); the worker's own directory is put back afterwards. Where
+    the node has no such directory, a relative path's unit is an error that says so; absolute ones are scanned."""
+    try:
+        previous: str | None = os.getcwd()
+    except OSError:  # the worker's directory was removed
+        previous = None
+    try:
+        os.chdir(directory)
+    except OSError as exc:
+        reason = f"relative path, and the driver's working directory {directory} is not on this Ray node ({exc.strerror})"
+        return [
+            scan_unit(settings, unit)
+            if os.path.isabs(unit.path)
+            else Collected(errors=[ScanError(unit.path, reason, None, "executor", "FileNotFoundError")])
+            for unit in units
+        ]
+    try:
+        return _scan_batch(settings, units)
+    finally:
+        if previous is not None:
+            with contextlib.suppress(OSError):
+                os.chdir(previous)
+
+
 class Ray:
     """Ray tasks, a batch of units each. `address` is `ray://HOST:PORT` (Ray Client), `auto`, or None for the
     instance this process already joined (`ray.init()` before the scan) or a new local one. Workers must
@@ -249,14 +276,15 @@ class Ray:
         cluster with four full batches (or the walk ends), so a big cluster still gets batches of many small
         files, and a walk of millions of files does not hold the cluster back until it ends. While more than
         QUEUED_BATCHES tasks a CPU are queued, the walk waits for results (and each wait looks at that many only)."""
-        task = ray.remote(num_cpus=1, max_retries=1)(_scan_batch)
+        task = ray.remote(num_cpus=1, max_retries=1)(_scan_batch_from)
         shared = ray.put(settings)
+        here = os.getcwd()  # relative paths mean on every node what they mean here
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         refs: dict[Any, list[tuple[int, str]]] = {}  # each task: its units' indices and paths
 
         def send(units: Chunk) -> None:
             for batch in _batches(units, cpus):  # as the pool: by bytes, a large file alone, biggest first
-                refs[task.remote(shared, [units[i] for i in batch])] = [(i, units[i].path) for i in batch]
+                refs[task.remote(here, shared, [units[i] for i in batch])] = [(i, units[i].path) for i in batch]
 
         def collect(ready: list[Any]) -> None:
             for ref in ready:

@@ -375,6 +375,55 @@ def test_a_ray_worker_reads_a_clone_afresh_for_every_scan(tmp_path: Path) -> Non
     assert child.returncode == 0, child.stderr[-3000:]
 
 
+_RAY_ELSEWHERE_CHILD = """
+import os, sys, ray
+from mlsec.scan import scan
+elsewhere, here = sys.argv[1], sys.argv[2]
+os.chdir(elsewhere)
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+where = ray.remote(lambda: os.getcwd())
+assert ray.get(where.remote()) == elsewhere  # the worker has started, in the directory the driver was in
+os.chdir(here)  # now the driver is elsewhere: "models" means here/models
+report = scan(["models"], executor="ray")
+assert ray.get(where.remote()) == elsewhere  # the worker's own directory, put back
+ray.shutdown()
+sys.stdout.write(report.to_json())
+"""
+
+
+def test_a_relative_path_names_the_same_file_on_a_ray_worker_started_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster's workers do not start in the driver's directory: relative paths are read from the driver's."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    child = subprocess.run(
+        [sys.executable, "-c", _RAY_ELSEWHERE_CHILD, str(elsewhere), str(FIXTURES)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    ray_report = ScanReport.from_json(child.stdout)
+    assert not [e for e in ray_report.errors if "No such file" in e.reason]
+    monkeypatch.chdir(FIXTURES)
+    assert _body(ray_report) == _body(scan(["models"], jobs=1))
+
+
+def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(tmp_path: Path) -> None:
+    from mlsec.executors import _scan_batch_from
+    from mlsec.inputs import Unit
+    from mlsec.rules import load_ruleset
+    from mlsec.scan_unit import ScanSettings
+
+    absolute = str(FIXTURES / "models" / "benign" / "sklearn_pipeline.joblib")
+    units = [Unit(absolute, size=os.path.getsize(absolute)), Unit("models/benign/sklearn_pipeline.joblib")]
+    first, second = _scan_batch_from(str(tmp_path / "not-on-this-node"), ScanSettings(load_ruleset(), ScanLimits()), units)
+    assert first.artifacts
+    assert not first.errors
+    assert not second.artifacts
+    assert "not-on-this-node is not on this Ray node" in second.errors[0].reason
+
+
 def test_progress_lines_for_ci_logs(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
