@@ -217,7 +217,7 @@ def _scan_batch(settings: ScanSettings, units: list[Unit]) -> list[Collected]:
     return [scan_unit(settings, unit) for unit in units]
 
 
-def _scan_batch_from(directory: str, settings: ScanSettings, units: list[Unit]) -> list[Collected]:
+def _scan_batch_from(directory: str | None, settings: ScanSettings, units: list[Unit]) -> list[Collected]:
     """A Ray task: `units` scanned from the driver's working `directory`, so that a relative path names the file
     it named there (a cluster's worker starts elsewhere); the worker's own directory is put back afterwards. Where
     the node has no such directory, a relative path's unit is an error that says so; absolute ones are scanned."""
@@ -226,13 +226,13 @@ def _scan_batch_from(directory: str, settings: ScanSettings, units: list[Unit]) 
     except OSError:  # the worker's directory was removed
         previous = None
     try:
-        os.chdir(directory)
+        os.chdir(directory or "")  # None: the driver had no working directory (removed), "" fails the same way
     except OSError as exc:
         reason = f"relative path, and the driver's working directory {directory} is not on this Ray node ({exc.strerror})"
         return [
             scan_unit(settings, unit)
             if os.path.isabs(unit.path)
-            else Collected(errors=[ScanError(unit.path, reason, None, "executor", "FileNotFoundError")])
+            else Collected(errors=[ScanError(unit.path, reason, None, "executor", type(exc).__name__)])
             for unit in units
         ]
     try:
@@ -278,7 +278,9 @@ class Ray:
         QUEUED_BATCHES tasks a CPU are queued, the walk waits for results (and each wait looks at that many only)."""
         task = ray.remote(num_cpus=1, max_retries=1)(_scan_batch_from)
         shared = ray.put(settings)
-        here = os.getcwd()  # relative paths mean on every node what they mean here
+        here: str | None = None
+        with contextlib.suppress(OSError):  # a removed working directory: only absolute paths can be read anyway
+            here = os.getcwd()  # relative paths mean on every node what they mean here
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         refs: dict[Any, list[tuple[int, str]]] = {}  # each task: its units' indices and paths
 
