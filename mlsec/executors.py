@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from mlsec.deadline import exit_on_overrun
 from mlsec.errors import UsageError
 from mlsec.inputs import Unit
 from mlsec.report import ScanError
@@ -52,6 +53,7 @@ _WORKER_SETTINGS: list[ScanSettings] = []
 
 def _init_worker(settings: ScanSettings) -> None:
     _WORKER_SETTINGS[:] = [settings]
+    exit_on_overrun()  # a file stuck in native code past twice max_seconds costs this worker, not the scan
 
 
 class ProcessPool:
@@ -84,7 +86,10 @@ class ProcessPool:
         lost = self._round(settings, noted(chunks), self.jobs, record)
         if lost:  # the units in flight when a worker died: again, in a fresh pool
             lost = self._round(settings, [{i: units[i] for i in lost}], self.jobs, record)
-        error = "its worker process died while scanning it (out of memory, or a crash in native code)"
+        error = (
+            "its worker process died while scanning it (out of memory, a crash in native code, or native code still"
+            " running at twice max_seconds)"
+        )
         died_alone = 0
         for index in lost:  # alone, so that one unit's crash cannot take another's result with it
             systemic = not finished and died_alone >= 3  # nothing ever finished: workers cannot run at all

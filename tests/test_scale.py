@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,6 +105,34 @@ def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: 
     pooled = scan([str(models)], jobs=2, progress=kill_one)
     assert killed, "no worker was found to kill"
     assert _body(pooled) == _body(expected)
+
+
+def test_a_file_stuck_in_native_code_costs_its_worker_not_the_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SIGALRM deadline cannot stop a call inside C (here PBKDF2 with 200 million rounds, which never checks for
+    signals): a pool's worker ends at twice max_seconds of CPU, and that one file is an error in a finished scan."""
+    import hashlib
+
+    from mlsec import deadline, executors
+    from mlsec.scanners.numpy import NumpyScanner
+
+    for i in range(6):
+        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", tmp_path / f"weights{i}.npy")
+    real_scan = NumpyScanner.scan
+
+    def stuck_on_the_third(self: NumpyScanner, blob: object, ctx: object) -> object:
+        if str(getattr(blob, "path", "")).endswith("weights3.npy"):
+            hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)  # half a minute of C, no signal check
+        return real_scan(self, blob, ctx)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NumpyScanner, "scan", stuck_on_the_third)
+    monkeypatch.setattr(executors, "_start_method", lambda: "fork")  # the workers are this process's, patched
+    started = time.monotonic()
+    report = scan([str(tmp_path)], jobs=2, limits=ScanLimits(max_seconds=0.5))
+    assert time.monotonic() - started < 30  # not after the call came back by itself
+    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights3.npy", "WorkerDied")]
+    assert "twice max_seconds" in report.errors[0].reason
+    assert sorted(Path(a.path).name for a in report.artifacts) == [f"weights{i}.npy" for i in (0, 1, 2, 4, 5)]
+    assert not deadline._OVERRUN_ENDS  # noqa: SLF001 - the scan's own process never ends itself
 
 
 @pytest.mark.parametrize("start", ["fork", "forkserver"])
