@@ -53,7 +53,19 @@ _WORKER_SETTINGS: list[ScanSettings] = []
 
 def _init_worker(settings: ScanSettings) -> None:
     _WORKER_SETTINGS[:] = [settings]
+    _one_native_thread()
     exit_on_overrun()  # a file stuck in native code past twice max_seconds costs this worker, not the scan
+
+
+def _one_native_thread() -> None:
+    """A pool runs a worker per core already: native libraries get one thread each in a worker, not a core's
+    worth (N workers x N threads on N cores), which also keeps an artifact's CPU time close to its wall time,
+    the measure exit_on_overrun counts in. Arrow reads OMP_NUM_THREADS when it loads; loaded already (the
+    parent preloads it for many Parquet files), it is told."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        arrow.set_cpu_count(1)
 
 
 class ProcessPool:

@@ -135,6 +135,35 @@ def test_a_file_stuck_in_native_code_costs_its_worker_not_the_scan(tmp_path: Pat
     assert not deadline._OVERRUN_ENDS  # noqa: SLF001 - the scan's own process never ends itself
 
 
+_WORKER_THREADS_CHILD = """
+import sys
+preloaded = sys.argv[1] == "preloaded"
+if preloaded:
+    import pyarrow
+from mlsec import executors
+from mlsec.limits import ScanLimits
+from mlsec.rules import load_ruleset
+from mlsec.scan_unit import ScanSettings
+executors._init_worker(ScanSettings(load_ruleset(), ScanLimits()))
+import pyarrow
+print(pyarrow.cpu_count())
+"""
+
+
+@pytest.mark.parametrize("when", ["preloaded", "lazily"])
+def test_a_pool_worker_gives_arrow_one_thread(when: str) -> None:
+    """N workers on N cores: Arrow in each gets one thread, whether the parent loaded it or the worker does."""
+    pytest.importorskip("pyarrow")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: Arrow has one thread here anyway")
+    child = subprocess.run(
+        [sys.executable, "-c", _WORKER_THREADS_CHILD, when], capture_output=True, text=True, timeout=120, check=False,
+        env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"},
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["1"]
+
+
 @pytest.mark.parametrize("start", ["fork", "forkserver"])
 def test_workers_start_on_the_first_chunk_while_the_walk_goes_on(
     models: Path, tmp_path: Path, start: str, monkeypatch: pytest.MonkeyPatch
