@@ -237,7 +237,9 @@ def _scan_batch(settings: ScanSettings, units: list[Unit]) -> list[Collected]:
 def _scan_batch_from(directory: str | None, settings: ScanSettings, units: list[Unit]) -> list[Collected]:
     """A Ray task: `units` scanned from the driver's working `directory`, so that a relative path names the file
     it named there (a cluster's worker starts elsewhere); the worker's own directory is put back afterwards. Where
-    the node has no such directory, a relative path's unit is an error that says so; absolute ones are scanned."""
+    the node has no such directory, a relative path's unit is an error that says so; absolute ones are scanned.
+    As in a pool's worker, an artifact stuck in native code ends the worker (deadline.exit_on_overrun)."""
+    exit_on_overrun()  # a file stuck in native code ends this worker process, and Ray's retry then names the file
     try:
         previous: str | None = os.getcwd()
     except OSError:  # the worker's directory was removed
@@ -299,20 +301,27 @@ class Ray:
         with contextlib.suppress(OSError):  # a removed working directory: only absolute paths can be read anyway
             here = os.getcwd()  # relative paths mean on every node what they mean here
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        refs: dict[Any, list[tuple[int, str]]] = {}  # each task: its units' indices and paths
+        refs: dict[Any, list[tuple[int, Unit]]] = {}  # each task: its units, by index
+
+        def submit(batch: list[tuple[int, Unit]]) -> None:
+            refs[task.remote(here, shared, [unit for _, unit in batch])] = batch
 
         def send(units: Chunk) -> None:
             for batch in _batches(units, cpus):  # as the pool: by bytes, a large file alone, biggest first
-                refs[task.remote(here, shared, [units[i] for i in batch])] = [(i, units[i].path) for i in batch]
+                submit([(i, units[i]) for i in batch])
 
         def collect(ready: list[Any]) -> None:
             for ref in ready:
                 batch = refs.pop(ref)
                 try:
                     collected = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - a task that failed twice: its units are errors
+                except Exception as exc:  # noqa: BLE001 - a task that failed twice (Ray retried it once)
+                    if len(batch) > 1:  # one file may have taken the others down: each again, alone, as the pool does
+                        for one in batch:
+                            submit([one])
+                        continue
                     error = f"ray task failed: {type(exc).__name__}: {exc}"
-                    collected = [Collected(errors=[ScanError(path, error, None, "executor", "RayError")]) for _, path in batch]
+                    collected = [Collected(errors=[ScanError(batch[0][1].path, error, None, "executor", "RayError")])]
                 for (index, _), result in zip(batch, collected, strict=True):
                     done(index, result)
 

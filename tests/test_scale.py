@@ -467,8 +467,13 @@ def test_a_relative_path_names_the_same_file_on_a_ray_worker_started_elsewhere(
     assert _body(ray_report) == _body(scan(["models"], jobs=1))
 
 
-def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(tmp_path: Path) -> None:
+def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsec import executors
     from mlsec.executors import _scan_batch_from
+
+    monkeypatch.setattr(executors, "exit_on_overrun", lambda: None)  # this process is pytest's, not a Ray worker
     from mlsec.inputs import Unit
     from mlsec.rules import load_ruleset
     from mlsec.scan_unit import ScanSettings
@@ -480,6 +485,59 @@ def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(tmp
     assert not first.errors
     assert not second.artifacts
     assert "not-on-this-node is not on this Ray node" in second.errors[0].reason
+
+
+_STUCK_HOOK = """
+import hashlib
+from mlsec.scanners.numpy import NumpyScanner
+
+_real = NumpyScanner.scan
+
+
+def _stuck(self, blob, ctx):
+    if str(blob.path).endswith("weights13.npy"):
+        hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)  # half a minute of C, no signal check
+    return _real(self, blob, ctx)
+
+
+def setup():
+    NumpyScanner.scan = _stuck
+"""
+
+
+def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path) -> None:
+    """Every Ray worker runs a hook that makes one file of 40 stick in C (injected as Ray's job submission does,
+    RAY_JOB_CONFIG_JSON_ENV_VAR): that worker ends itself (twice max_seconds of CPU), Ray retries the task once,
+    then each file of the batch goes again alone, and only the stuck file is an error. The command's JSON on
+    standard output is whole, though Ray's driver prints there that a worker died."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "stuckhook.py").write_text(_STUCK_HOOK)
+    models = tmp_path / "models"
+    models.mkdir()
+    for i in range(40):
+        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", models / f"weights{i:02d}.npy")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), os.environ.get("PYTHONPATH", "")]),
+        "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"worker_process_setup_hook": "stuckhook.setup"}}),
+    }
+    cmd = [sys.executable, "-m", "mlsec", "scan", str(models), "--executor", "ray", "-j", "1", "--limit", "max_seconds=0.5"]
+    started = time.monotonic()
+    child = subprocess.run(
+        [*cmd, "--no-cache", "--progress", "none", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+    )
+    assert child.returncode == 3, child.stderr[-3000:]  # errors: the scan is incomplete
+    assert time.monotonic() - started < 120
+    assert "A worker died" in child.stderr
+    report = ScanReport.from_json(child.stdout)
+    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights13.npy", "RayError")]
+    assert len(report.artifacts) == 39
 
 
 def test_progress_lines_for_ci_logs(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:

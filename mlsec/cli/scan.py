@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,9 @@ def scan_command(
         limits = limits.with_overrides(limit_pairs)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--limit") from None
-    with reporter(progress) as on_progress:
+    # Standard output is the report's: what a scan's libraries print there goes to standard error (Ray's driver
+    # prints "a worker died" to standard output, into `-o json`'s document).
+    with reporter(progress) as on_progress, contextlib.redirect_stdout(sys.stderr):
         report = scan(
             list(paths),
             ruleset=ruleset,
