@@ -4,12 +4,13 @@ The timer interrupts Python code between bytecodes; a long call inside a C exten
 `ScanTimeout` is a BaseException so that a scanner's broad `except Exception` cannot swallow it.
 In other threads (the policy server) and where there is no SIGALRM, no timer is set.
 
-A process that is only a scan's worker (a pool's) also ends when an artifact's scanners have used twice
-the limit in CPU time (and at least a second more), which only a call stuck inside native code can have
-done (a crafted HDF5 or Parquet file sending a C library round in circles): a second timer, ITIMER_PROF,
-whose SIGPROF nothing handles, so the kernel ends the process without Python's help; the pool then
-reports that artifact as an error instead of waiting for ever. (faulthandler's watchdog would do it by
-wall time, but starts a thread each time it is armed: 37 us an artifact against 1 for a timer.)
+A process that is only a scan's worker (a pool's, a Ray task's) also ends when an artifact's scanners
+have used twice the limit in CPU time (and at least a second more), which only a call stuck inside
+native code can have done (a crafted HDF5 or Parquet file sending a C library round in circles): a
+second timer, ITIMER_PROF, whose SIGPROF nothing handles, so the kernel ends the process without
+Python's help; the executor then reports that artifact as an error instead of waiting for ever.
+(faulthandler's watchdog would do it by wall time, but starts a thread each time it is armed: 37 us
+an artifact against 0.7 for a timer.)
 """
 
 from __future__ import annotations
