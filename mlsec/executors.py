@@ -316,12 +316,16 @@ class Ray:
                 try:
                     collected = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a task that failed twice (Ray retried it once)
-                    if len(batch) > 1:  # one file may have taken the others down: each again, alone, as the pool does
+                    if len(batch) > 1 and not isinstance(exc, ray.exceptions.RayTaskError):
+                        # its worker died, and one file may have taken the others down: each again, alone, as the
+                        # pool does (a task that raised, as where mlsec cannot load on a node, would only raise again)
                         for one in batch:
                             submit([one])
                         continue
                     error = f"ray task failed: {type(exc).__name__}: {exc}"
-                    collected = [Collected(errors=[ScanError(batch[0][1].path, error, None, "executor", "RayError")])]
+                    collected = [
+                        Collected(errors=[ScanError(unit.path, error, None, "executor", "RayError")]) for _, unit in batch
+                    ]
                 for (index, _), result in zip(batch, collected, strict=True):
                     done(index, result)
 

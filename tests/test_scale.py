@@ -540,6 +540,48 @@ def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path)
     assert len(report.artifacts) == 39
 
 
+_BROKEN_HOOK = """
+import os
+from mlsec import executors
+
+
+def _broken(settings, units):
+    with open(os.environ["MLSEC_TEST_TASK_LOG"], "a") as log:
+        log.write(f"{len(units)}\\n")
+    raise RuntimeError("this node cannot scan")
+
+
+def setup():
+    executors._scan_batch = _broken
+"""
+
+
+def test_a_ray_task_that_raises_is_not_split_file_by_file(tmp_path: Path) -> None:
+    """A batch whose task raised (not one whose worker died) fails as a whole, once: splitting it would only
+    raise once a file (a node where mlsec cannot run, on a million files)."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "brokenhook.py").write_text(_BROKEN_HOOK)
+    models = tmp_path / "models"
+    models.mkdir()
+    for i in range(40):
+        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", models / f"weights{i:02d}.npy")
+    log = tmp_path / "tasks.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), os.environ.get("PYTHONPATH", "")]),
+        "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"worker_process_setup_hook": "brokenhook.setup"}}),
+        "MLSEC_TEST_TASK_LOG": str(log),
+    }
+    cmd = [sys.executable, "-m", "mlsec", "scan", str(models), "--executor", "ray", "-j", "1", "--no-cache", "-o", "json"]
+    child = subprocess.run([*cmd, "--progress", "none"], capture_output=True, text=True, timeout=600, check=False, env=env)
+    assert child.returncode == 3, child.stderr[-3000:]
+    report = ScanReport.from_json(child.stdout)
+    assert len(report.errors) == 40
+    assert all("this node cannot scan" in e.reason for e in report.errors)
+    assert log.read_text().split() == ["10", "10", "10", "10"]  # four batches, each run once, none split
+
+
 def test_progress_lines_for_ci_logs(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
