@@ -505,14 +505,13 @@ def setup():
 """
 
 
-def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path) -> None:
-    """Every Ray worker runs a hook that makes one file of 40 stick in C (injected as Ray's job submission does,
-    RAY_JOB_CONFIG_JSON_ENV_VAR): that worker ends itself (twice max_seconds of CPU), Ray retries the task once,
-    then each file of the batch goes again alone, and only the stuck file is an error. The command's JSON on
-    standard output is whole, though Ray's driver prints there that a worker died."""
+def _scan_40_files_on_hooked_ray(tmp_path: Path, hook: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`mlsec scan -o json` of 40 copies of one .npy on a local Ray instance of 1 CPU (four tasks of 10 files),
+    every worker of which first runs `hook`'s setup(): injected as Ray's job submission does it
+    (RAY_JOB_CONFIG_JSON_ENV_VAR), since Ray starts its workers itself."""
     pytest.importorskip("ray", reason="the ray extra is not installed")
     (tmp_path / "hook").mkdir()
-    (tmp_path / "hook" / "stuckhook.py").write_text(_STUCK_HOOK)
+    (tmp_path / "hook" / "testhook.py").write_text(hook)
     models = tmp_path / "models"
     models.mkdir()
     for i in range(40):
@@ -520,18 +519,21 @@ def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), os.environ.get("PYTHONPATH", "")]),
-        "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"worker_process_setup_hook": "stuckhook.setup"}}),
+        "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"worker_process_setup_hook": "testhook.setup"}}),
+        **env,
     }
-    cmd = [sys.executable, "-m", "mlsec", "scan", str(models), "--executor", "ray", "-j", "1", "--limit", "max_seconds=0.5"]
-    started = time.monotonic()
-    child = subprocess.run(
-        [*cmd, "--no-cache", "--progress", "none", "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
+    cmd = [sys.executable, "-m", "mlsec", "scan", str(models), "--executor", "ray", "-j", "1", "--no-cache", *args]
+    return subprocess.run(
+        [*cmd, "--progress", "none", "-o", "json"], capture_output=True, text=True, timeout=600, check=False, env=env
     )
+
+
+def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path) -> None:
+    """Every Ray worker makes one file of 40 stick in C: that worker ends itself (twice max_seconds of CPU), Ray
+    retries the task once, then each file of the batch goes again alone, and only the stuck file is an error.
+    The command's JSON on standard output is whole, though Ray's driver prints there that a worker died."""
+    started = time.monotonic()
+    child = _scan_40_files_on_hooked_ray(tmp_path, _STUCK_HOOK, "--limit", "max_seconds=0.5")
     assert child.returncode == 3, child.stderr[-3000:]  # errors: the scan is incomplete
     assert time.monotonic() - started < 120
     assert "A worker died" in child.stderr
@@ -559,22 +561,8 @@ def setup():
 def test_a_ray_task_that_raises_is_not_split_file_by_file(tmp_path: Path) -> None:
     """A batch whose task raised (not one whose worker died) fails as a whole, once: splitting it would only
     raise once a file (a node where mlsec cannot run, on a million files)."""
-    pytest.importorskip("ray", reason="the ray extra is not installed")
-    (tmp_path / "hook").mkdir()
-    (tmp_path / "hook" / "brokenhook.py").write_text(_BROKEN_HOOK)
-    models = tmp_path / "models"
-    models.mkdir()
-    for i in range(40):
-        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", models / f"weights{i:02d}.npy")
     log = tmp_path / "tasks.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), os.environ.get("PYTHONPATH", "")]),
-        "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"worker_process_setup_hook": "brokenhook.setup"}}),
-        "MLSEC_TEST_TASK_LOG": str(log),
-    }
-    cmd = [sys.executable, "-m", "mlsec", "scan", str(models), "--executor", "ray", "-j", "1", "--no-cache", "-o", "json"]
-    child = subprocess.run([*cmd, "--progress", "none"], capture_output=True, text=True, timeout=600, check=False, env=env)
+    child = _scan_40_files_on_hooked_ray(tmp_path, _BROKEN_HOOK, MLSEC_TEST_TASK_LOG=str(log))
     assert child.returncode == 3, child.stderr[-3000:]
     report = ScanReport.from_json(child.stdout)
     assert len(report.errors) == 40
