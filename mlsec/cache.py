@@ -27,7 +27,6 @@ import sqlite3
 import sys
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from mlsec import __version__
 from mlsec.inputs import Unit, fingerprint, hash_file
 from mlsec.inputs.events import printable
 from mlsec.scan_unit import Collected, ScanSettings, provenance_key
+from mlsec.user_dirs import cache_dir
 
 log = logging.getLogger(__name__)
 CACHE_NAME = "results.sqlite"
@@ -46,10 +46,8 @@ CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, report TEXT NOT NULL, 
 
 
 def default_dir() -> Path:
-    """$MLSEC_CACHE_DIR, else the user's cache directory ($XDG_CACHE_HOME/mlsec or ~/.cache/mlsec)."""
-    if os.environ.get("MLSEC_CACHE_DIR"):
-        return Path(os.environ["MLSEC_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlsec"
+    """The result cache's directory: mlsec's cache directory (mlsec.user_dirs)."""
+    return cache_dir()
 
 
 @lru_cache(maxsize=1)
@@ -213,6 +211,8 @@ class Session:
             if print_:
                 self._seen[unit.path] = (os.fsencode(os.path.normpath(os.path.join(here, unit.path))), print_)
         if self.paranoid:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only to re-hash (1.5 ms of every scan)
+
             with ThreadPoolExecutor(self.jobs) as pool:  # hashlib releases the GIL: this reads at disk speed
                 digests = dict(zip(files, pool.map(_sha256_or_none, [u.path for u in files.values()]), strict=True))
             known = {i: d for i, d in digests.items() if d}

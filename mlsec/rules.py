@@ -5,19 +5,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tomllib
+import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mlsec import bundled
+from mlsec import bundled, user_dirs
 from mlsec.errors import RuleError
 from mlsec.findings import Severity
 from mlsec.limits import ScanLimits
 
 _RULE_KEYS = {"id", "name", "severity", "title", "help", "frameworks", "lists", "cwe", "limit"}
 _REQUIRED = ("id", "name", "severity", "title", "help")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,34 +95,87 @@ def load_ruleset(extra_dirs: Sequence[Path] = ()) -> RuleSet:
         except OSError as exc:
             contents.append((path, exc))
     if any(isinstance(data, OSError) for _, data in contents):
-        return _build(contents)  # which says which file could not be read
+        return _build([(str(path), _parse(data)) for path, data in contents])  # which says which file could not be read
     key = tuple((str(path), hashlib.sha256(data).digest()) for path, data in contents)  # type: ignore[arg-type]
     if key not in _LOADED:  # a process that scans again (a service, a pipeline's stages) parses the rules once
         if len(_LOADED) >= 8:
             _LOADED.clear()
-        _LOADED[key] = _build(contents)
+        _LOADED[key] = _build(_parsed(contents, key))  # type: ignore[arg-type]
     return _LOADED[key]
 
 
 _LOADED: dict[tuple[tuple[str, bytes], ...], RuleSet] = {}  # RuleSets are frozen: shared, by their files' bytes
+_MEMO_KEEP = 16  # parsed rule sets kept in the cache directory (each install and each --rules combination has one)
 
 
-def _build(contents: Iterable[tuple[Path, bytes | OSError]]) -> RuleSet:
+def _parsed(contents: Sequence[tuple[Path, bytes]], key: tuple[tuple[str, bytes], ...]) -> list[tuple[str, Any]]:
+    """Each file's TOML document, by its path. Parsing the rules (and importing tomllib) took 10 ms of every
+    command, so the documents are kept as JSON in mlsec's cache directory, named by the paths and sha256 of
+    every file: a changed, added or removed file names another entry. Documents JSON cannot hold (a TOML
+    date) are not kept; an entry that cannot be read or is not a list of tables is parsed afresh."""
+    memo = user_dirs.cache_dir() / "rules" / f"{hashlib.sha256(repr(key).encode()).hexdigest()}.json"
+    try:
+        docs = json.loads(memo.read_bytes())
+        if isinstance(docs, list) and len(docs) == len(contents) and all(isinstance(d, dict) for d in docs):
+            return [(str(path), doc) for (path, _), doc in zip(contents, docs, strict=True)]
+    except (OSError, ValueError):
+        pass
+    parsed = [(str(path), _parse(data)) for path, data in contents]
+    if all(isinstance(doc, dict) for _, doc in parsed):
+        _remember(memo, [doc for _, doc in parsed])
+    return parsed
+
+
+def _remember(memo: Path, docs: list[dict[str, Any]]) -> None:
+    try:
+        text = json.dumps(docs, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):  # a TOML date or time, an infinite float: parsed each time instead
+        return
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_name(f".{memo.name}.{os.getpid()}")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(memo)  # whole or not at all, whatever other runs do meanwhile
+        others = sorted((p for p in memo.parent.glob("*.json") if p != memo), key=lambda p: p.stat().st_mtime_ns)
+        for old in others[: max(0, len(others) + 1 - _MEMO_KEEP)]:  # the oldest go
+            old.unlink(missing_ok=True)
+    except OSError as exc:  # a read-only home: the rules are parsed each time
+        log.debug("could not keep the parsed rules in %s: %s", memo.parent, exc)
+
+
+def forget_parsed() -> int:
+    """Remove the parsed rules kept in the cache directory (`mlsec cache clear`); returns how many."""
+    removed = 0
+    for kept in (user_dirs.cache_dir() / "rules").glob("*.json"):
+        kept.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _parse(data: bytes | OSError) -> dict[str, Any] | str:
+    """A rules file's document, or why it cannot be read."""
+    import tomllib  # noqa: PLC0415 - only when the parsed rules are not in the cache directory
+
+    try:
+        if isinstance(data, OSError):
+            raise data
+        return tomllib.loads(io.StringIO(data.decode("utf-8"), newline=None).read())  # as text mode reads it
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return f"cannot parse: {exc}"
+
+
+def _build(parsed: Iterable[tuple[str, dict[str, Any] | str]]) -> RuleSet:
     problems = _Problems()
     raw_rules: list[tuple[str, Mapping[str, Any]]] = []
     lists: dict[str, Any] = {}
     raw_frameworks: dict[str, Mapping[str, Any]] = {}
     canonical: list[Any] = []
-    for path, data in contents:
-        try:
-            if isinstance(data, OSError):
-                raise data
-            doc = tomllib.loads(io.StringIO(data.decode("utf-8"), newline=None).read())  # as text mode reads it
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            problems.add(str(path), f"cannot parse: {exc}")
+    for path, doc in parsed:
+        if isinstance(doc, str):
+            problems.add(path, doc)
             continue
         canonical.append(doc)
-        raw_rules.extend((str(path), r) for r in doc.get("rule", []))
+        raw_rules.extend((path, r) for r in doc.get("rule", []))
         for name, value in doc.get("lists", {}).items():
             lists[name] = _merge_list(lists.get(name), value)
         raw_frameworks.update(doc.get("framework", {}))

@@ -10,9 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlsec import __version__, inputs, provenance
+from mlsec import __version__, inputs, provenance, user_dirs
 from mlsec.cache import ResultCache
-from mlsec.dependencies.vulndb import default_path as default_vulndb
 from mlsec.executors import Chunk, Executor, InProcess, ProcessPool, Ray, cpu_count, executor_for, main_importable
 from mlsec.findings import SECOND_ENGINE, Evidence, Finding, Location
 from mlsec.inputs.images import ImageOptions
@@ -71,7 +70,7 @@ def scan(
     settings = ScanSettings(
         ruleset=ruleset or load_ruleset(),
         limits=limits or ScanLimits(),
-        vulndb_path=Path(vulndb) if vulndb else default_vulndb(),
+        vulndb_path=Path(vulndb) if vulndb else user_dirs.vulndb_path(),
         osv_url=osv_url,
         image_options=image_options or ImageOptions(),
         reference_path=Path(reference) if reference else None,

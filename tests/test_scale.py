@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mlsec import rules
 from mlsec.cache import CACHE_NAME, ResultCache
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanReport
@@ -635,14 +636,17 @@ def test_cache_info_and_clear(models: Path, tmp_path: Path, monkeypatch: pytest.
     from mlsec.cli import main
 
     monkeypatch.setenv("MLSEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(rules, "_LOADED", {})  # parsed afresh, so kept in this cache directory
     runner = CliRunner()
     assert runner.invoke(main, ["scan", str(models), "-o", "json=" + str(tmp_path / "r.json")]).exit_code == 1
+    assert len(list((tmp_path / "cache" / "rules").glob("*.json"))) == 1
     info = runner.invoke(main, ["cache", "info"])
     stored = ResultCache(tmp_path / "cache").stats()["results"]
     assert stored > 10
     assert f"{stored} results for {stored} files" in info.output
     assert runner.invoke(main, ["cache", "clear"]).exit_code == 0
     assert ResultCache(tmp_path / "cache").stats()["results"] == 0
+    assert list((tmp_path / "cache" / "rules").glob("*.json")) == []
 
 
 def test_the_cli_starts_and_stops_its_own_ray_instance(models: Path) -> None:

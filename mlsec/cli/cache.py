@@ -1,10 +1,11 @@
-"""`mlsec cache info|clear`: the result cache that spares unchanged files a second scan."""
+"""`mlsec cache info|clear`: the result cache that spares unchanged files a second scan, and the parsed rules."""
 
 from __future__ import annotations
 
 import click
 
 from mlsec.cache import ResultCache
+from mlsec.rules import forget_parsed
 
 
 @click.group("cache")
@@ -22,7 +23,7 @@ def info_command() -> None:
 
 @cache_group.command("clear")
 def clear_command() -> None:
-    """Delete the cache; the next scan reads every file again."""
+    """Delete the cache (results and parsed rules); the next scan reads every file again."""
     cache = ResultCache()
-    removed = cache.clear()
+    removed = cache.clear() + forget_parsed()
     click.echo(f"removed {removed} file(s) from {cache.directory}")

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlsec import user_dirs
 from mlsec.dependencies import canonical_name
 from mlsec.errors import InputError
 
-DB_NAME = "osv-pypi.sqlite"
+DB_NAME = user_dirs.VULNDB_NAME
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (id TEXT NOT NULL, package TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (id, package));
@@ -30,10 +31,7 @@ CREATE TABLE IF NOT EXISTS records (id TEXT NOT NULL, package TEXT NOT NULL, rec
 
 def default_path() -> Path:
     """$MLSEC_VULNDB, else the user's data directory ($XDG_DATA_HOME/mlsec or ~/.local/share/mlsec)."""
-    if os.environ.get("MLSEC_VULNDB"):
-        return Path(os.environ["MLSEC_VULNDB"])
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "mlsec" / DB_NAME
+    return user_dirs.vulndb_path()
 
 
 @dataclass(frozen=True, slots=True)
