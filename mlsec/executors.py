@@ -53,11 +53,11 @@ _WORKER_SETTINGS: list[ScanSettings] = []
 
 def _init_worker(settings: ScanSettings) -> None:
     _WORKER_SETTINGS[:] = [settings]
-    _one_native_thread()
+    one_native_thread()
     exit_on_overrun()  # a file stuck in native code past twice max_seconds costs this worker, not the scan
 
 
-def _one_native_thread() -> None:
+def one_native_thread() -> None:
     """A pool runs a worker per core already: native libraries get one thread each in a worker, not a core's
     worth (N workers x N threads on N cores), which also keeps an artifact's CPU time close to its wall time,
     the measure exit_on_overrun counts in. Arrow reads OMP_NUM_THREADS when it loads; loaded already (the
@@ -190,6 +190,12 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             collect(finished)
     return sorted(lost)
+
+
+def forks_cheaply() -> bool:
+    """Whether a pool started now would fork its workers from this process (milliseconds each, mlsec already
+    imported), not start them from a fork server."""
+    return _start_method() == "fork"
 
 
 def _start_method() -> str:

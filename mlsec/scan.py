@@ -12,9 +12,20 @@ from pathlib import Path
 
 from mlsec import __version__, inputs, provenance, user_dirs
 from mlsec.cache import ResultCache
-from mlsec.executors import Chunk, Executor, InProcess, ProcessPool, Ray, cpu_count, executor_for, main_importable
+from mlsec.executors import (
+    Chunk,
+    Executor,
+    InProcess,
+    ProcessPool,
+    Ray,
+    cpu_count,
+    executor_for,
+    forks_cheaply,
+    main_importable,
+)
 from mlsec.findings import SECOND_ENGINE, Evidence, Finding, Location
 from mlsec.inputs.images import ImageOptions
+from mlsec.isolated import Isolated
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanError, ScanReport, Skipped
 from mlsec.rules import RuleSet, load_ruleset
@@ -54,6 +65,7 @@ def scan(
     cache: ResultCache | None = None,
     paranoid: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    isolate: bool = False,
 ) -> ScanReport:
     """Statically scan files, directories and archives. Never executes what it reads.
 
@@ -65,7 +77,10 @@ def scan(
     1: in this process), or Ray tasks with `executor="ray"` or `"ray://HOST:PORT"`. The report is the same
     whichever runs it. With `cache`, a file whose size, times and inode are unchanged since it was last
     scanned under the same rules, limits and tool is not read again (`paranoid`: its bytes are re-hashed
-    instead of trusting the file system). `progress` is called as units finish.
+    instead of trusting the file system). `progress` is called as units finish. With `isolate` (the command
+    line's choice), a scan too small for a pool runs in one worker process all the same, where one can be
+    forked (Linux, no other thread in this process): a crash or a hang in native code is then an error for the
+    file that caused it, not the end of the caller.
     """
     settings = ScanSettings(
         ruleset=ruleset or load_ruleset(),
@@ -121,7 +136,7 @@ def scan(
     try:
         first = next(stream)  # a scan that ends within it is judged by its size; a longer one is big enough
         size = sum(unit.size for unit in first.values())
-        runner = _executor(executor, jobs, len(first), size, debug, whole=walked[0])
+        runner = _executor(executor, jobs, len(first), size, debug, whole=walked[0], isolate=isolate)
         counter.start(runner.name)
         runner.run(settings, itertools.chain([first], stream), done)
     finally:
@@ -152,16 +167,28 @@ def scan_bytes(
     return _report(out, settings.ruleset, started, (name,))
 
 
-def _executor(spec: str | None, jobs: int | None, units: int, size: int, debug: bool, *, whole: bool) -> Executor:
+def _executor(spec: str | None, jobs: int | None, units: int, size: int, debug: bool, *, whole: bool, isolate: bool) -> Executor:
     """Where `units` units of `size` bytes run; `whole`: they are all there is (the walk has ended), else more
-    follow and the scan is big enough for any executor."""
+    follow and the scan is big enough for any executor. A scan too small for a pool runs in this process, or
+    with `isolate` in a worker of its own (_isolated)."""
     chosen = executor_for(spec, jobs)  # an unknown name is an error even when nothing is left to scan
-    if debug or (whole and (units == 0 or (units == 1 and not isinstance(chosen, Ray)))):
+    if debug or (whole and units == 0):
         return InProcess()  # --debug re-raises scanner errors, which needs them in this process
     if spec is None and jobs is None:  # automatic: a pool only where it pays
         small = whole and units < SMALL_SCAN_UNITS and size < SMALL_SCAN_BYTES
-        return InProcess() if small or cpu_count() == 1 or not main_importable() else ProcessPool(cpu_count())
+        if small or cpu_count() == 1 or not main_importable():
+            return _isolated() if isolate else InProcess()
+        return ProcessPool(cpu_count())
+    if whole and units == 1 and not isinstance(chosen, Ray):
+        return _isolated() if isolate and isinstance(chosen, ProcessPool) else InProcess()
     return chosen
+
+
+def _isolated() -> Executor:
+    """A forked worker where one forks in milliseconds (executors.forks_cheaply), else this process. In a worker,
+    a crash in native code costs the file it was reading, reported as an error, and so does a C call still
+    running at twice max_seconds of CPU (mlsec/isolated.py); in this process either would end or hang the caller."""
+    return Isolated() if forks_cheaply() else InProcess()
 
 
 class _Counter:

@@ -47,7 +47,7 @@ def bom_command(
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"not an mlsec report: {exc}", path=report_path) from None
     else:
-        report = scan(list(paths), vulndb=vulndb, debug=ctx.obj.get("debug", False))
+        report = scan(list(paths), vulndb=vulndb, debug=ctx.obj.get("debug", False), isolate=True)
     text = render(report, spec=spec)
     if target:
         write_atomic(target, text, [*paths, *([report_path] if report_path else [])])

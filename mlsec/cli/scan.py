@@ -159,6 +159,7 @@ def scan_command(
             cache=None if no_cache else ResultCache(),
             paranoid=paranoid,
             progress=on_progress,
+            isolate=True,  # a file that crashes or hangs native code is an error in the report, not the command's end
         )
     settle_heap()  # what follows only reads the report, then the process ends
     for fmt, target in wanted:

@@ -92,7 +92,7 @@ def evaluate(
     if report is None:
         from mlsec.scan import scan  # noqa: PLC0415 - scan imports every scanner
 
-        report = scan([str(model), str(data)], ruleset=ruleset)
+        report = scan([str(model), str(data)], ruleset=ruleset, isolate=True)
     model_sha, data_sha = hash_file(str(model)), hash_file(str(data))
     thresholds = ruleset.list("evaluation_thresholds")
     refuse_at = Severity.parse(thresholds["refuse_at"])

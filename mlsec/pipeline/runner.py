@@ -52,7 +52,7 @@ def run_stage(
     if name not in pipeline.stages:
         raise ConfigError(f"no stage {name!r} (stages: {', '.join(pipeline.stages)})", path=str(pipeline.root / "mlsec.yaml"))
     stage = pipeline.stages[name]
-    report = scan(pipeline.paths(stage.scan), ruleset=ruleset)
+    report = scan(pipeline.paths(stage.scan), ruleset=ruleset, isolate=True)
     if stage.evaluate:
         report = _evaluate(pipeline, stage.evaluate, report, ruleset)
     code = EXIT_STATUS[report.verdict(fail_on)]

@@ -93,7 +93,7 @@ def scan_version(
     with tempfile.TemporaryDirectory(prefix="mlsec-registry-") as tmp:
         folder = registry.fetch(version, Path(tmp), limits.max_total_unpacked)
         targets = [str(folder)] + ([str(evaluation.data)] if evaluation else [])
-        report = scan(targets, ruleset=ruleset, limits=limits)
+        report = scan(targets, ruleset=ruleset, limits=limits, isolate=True)
         if evaluation is not None and report.verdict(fail_on) == "clean":
             report = _evaluate(report, evaluation, ruleset)
         return relocate(report, str(folder), version.uri)

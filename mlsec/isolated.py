@@ -1,0 +1,125 @@
+"""A scan too small for a pool, run in a worker process all the same (`scan(isolate=True)`, every command).
+
+In the caller's own process, a crash inside a C extension (a hostile ONNX or protobuf, a bug in a native
+reader) would end the command without a report, and a C call that never returns would hang it: the per-artifact
+timer interrupts Python code only. Here each chunk of units is scanned in a child forked for it, which sends
+back each unit's result as it finishes, through a pipe; it ends itself once an artifact's scanners have used
+twice max_seconds of CPU (deadline.exit_on_overrun). When it dies, the results it sent stand, the unit it was
+scanning is an error that says how it died, and a fresh child takes the units after it.
+
+Only where forking is cheap and safe (executors.forks_cheaply: Linux, no other thread): a fork of this process
+costs a millisecond or two, where a pool of one costs 15 ms (its threads, queues and shutdown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Iterable
+from typing import NoReturn
+
+from mlsec.deadline import exit_on_overrun
+from mlsec.executors import Chunk, Done, one_native_thread
+from mlsec.inputs import Unit
+from mlsec.report import ScanError
+from mlsec.scan_unit import Collected, ScanSettings, scan_unit
+
+log = logging.getLogger(__name__)
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class Isolated:
+    name = "worker process"
+
+    def run(self, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> None:
+        from mlsec.scanners import heavy_modules, preload  # noqa: PLC0415 - loaded here once, not in every child
+
+        for chunk in chunks:
+            left = list(chunk.items())
+            preload(heavy_modules((unit.path for _, unit in left), at_least=1))
+            while left:
+                finished, status = _in_child(settings, left, done)
+                if finished < len(left):  # the child died scanning left[finished]
+                    index, unit = left[finished]
+                    error = ScanError(unit.path, _how_it_died(status), None, "executor", "WorkerDied")
+                    done(index, Collected(errors=[error]))
+                    finished += 1
+                left = left[finished:]
+
+
+def _in_child(settings: ScanSettings, units: list[tuple[int, Unit]], done: Done) -> tuple[int, int]:
+    """Scan `units` in a forked child, handing each result to `done` as it arrives; how many arrived, and the
+    child's wait status."""
+    reading, writing = os.pipe()
+    gc.freeze()  # the child's garbage collections then leave the pages it shares with this process alone
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child(settings, [unit for _, unit in units], reading, writing)
+    finally:
+        gc.unfreeze()  # in this process only (the child never returns here)
+    os.close(writing)
+    finished = 0
+    try:
+        with os.fdopen(reading, "rb") as results:
+            while finished < len(units):
+                try:
+                    collected = pickle.load(results)  # noqa: S301 - written by our own child, through our own pipe
+                except Exception:  # noqa: BLE001 - the end of the pipe, or a result torn by the child's death
+                    break
+                done(units[finished][0], collected)
+                finished += 1
+    except BaseException:  # this process is stopping (an interrupt, a failed store): so does the child
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    _, status = os.waitpid(pid, 0)
+    return finished, status
+
+
+def _child(settings: ScanSettings, units: list[Unit], reading: int, writing: int) -> NoReturn:
+    """The forked child: scan `units` in order, each result down the pipe as it is ready, then end without
+    running anything of the parent's (atexit handlers, open connections' finalizers)."""
+    code = 0
+    try:
+        os.close(reading)
+        one_native_thread()
+        exit_on_overrun()
+        with os.fdopen(writing, "wb") as pipe:
+            for unit in units:
+                pickle.dump(scan_unit(settings, unit), pipe, protocol=_PROTOCOL)
+                pipe.flush()
+    except KeyboardInterrupt:  # the terminal's interrupt reaches the parent too, which says so
+        code = 130
+    except BaseException:  # scan_unit turns a scanner's failure into an error: this is mlsec's own bug
+        log.exception("the worker process scanning %s failed", units[0].path if units else "nothing")
+        code = 70  # EX_SOFTWARE
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _how_it_died(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        why = {
+            "SIGPROF": "native code still running at twice max_seconds of CPU",
+            "SIGKILL": "killed, for example by the out-of-memory killer",
+            "SIGSEGV": "a crash in native code",
+            "SIGBUS": "a crash in native code",
+            "SIGABRT": "native code aborted",
+        }.get(name, "ended by a signal")
+        return f"its worker process died while scanning it: {name} ({why})"
+    return f"its worker process ended with status {os.waitstatus_to_exitcode(status)} while scanning it"

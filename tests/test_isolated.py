@@ -1,0 +1,181 @@
+"""A command's scan too small for a pool still runs in a worker process (mlsec/isolated.py): a file that crashes
+native code, or keeps it running, is an error in the report, and the command goes on and says so."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mlsec.executors import InProcess, forks_cheaply
+from mlsec.isolated import Isolated
+from mlsec.report import ScanReport
+from mlsec.scan import Progress, _executor, scan
+
+from .conftest import FIXTURES
+
+# The command, with the NumPy scanner made hostile for one file: a segmentation fault (as a broken C extension
+# has), or half a minute inside C that never checks for signals (as a native parser stuck in a loop).
+_HOSTILE_CLI = """
+import ctypes, hashlib, os
+from mlsec.cli import run
+from mlsec.scanners.numpy import NumpyScanner
+
+_real = NumpyScanner.scan
+
+
+def _hostile(self, blob, ctx):
+    if os.path.basename(str(blob.path)) == os.environ["MLSEC_TEST_BAD_FILE"]:
+        if os.environ["MLSEC_TEST_BAD_DOES"] == "crash":
+            ctypes.string_at(0)
+        hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)
+    return _real(self, blob, ctx)
+
+
+NumpyScanner.scan = _hostile
+run()
+"""
+
+
+def _npy_files(folder: Path, count: int) -> list[str]:
+    folder.mkdir()
+    for i in range(count):
+        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", folder / f"weights{i}.npy")
+    return [str(folder / f"weights{i}.npy") for i in range(count)]
+
+
+def _hostile_scan(does: str, bad: str, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-c", _HOSTILE_CLI, "scan", *args, "--no-cache", "--progress", "none", "-o", "json"]
+    env = {**os.environ, "MLSEC_TEST_BAD_FILE": bad, "MLSEC_TEST_BAD_DOES": does}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
+
+
+def test_a_file_that_crashes_native_code_is_an_error_and_the_others_are_scanned(tmp_path: Path) -> None:
+    files = _npy_files(tmp_path / "models", 3)
+    child = _hostile_scan("crash", "weights1.npy", *files)
+    assert child.returncode == 3, child.stderr[-3000:]  # incomplete: an input could not be scanned
+    report = ScanReport.from_json(child.stdout)
+    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights1.npy", "WorkerDied")]
+    assert "SIGSEGV (a crash in native code)" in report.errors[0].reason
+    assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
+
+
+def test_one_file_alone_is_isolated_too(tmp_path: Path) -> None:
+    (only,) = _npy_files(tmp_path / "models", 1)
+    child = _hostile_scan("crash", "weights0.npy", only)
+    assert child.returncode == 3, child.stderr[-3000:]
+    report = ScanReport.from_json(child.stdout)
+    assert [e.error_type for e in report.errors] == ["WorkerDied"]
+    assert not report.artifacts
+
+
+def test_in_the_commands_own_process_the_same_crash_ends_the_command(tmp_path: Path) -> None:
+    """-j 1 asks for no worker (and --debug needs the scan in process): the crash is then the command's end, the
+    behaviour every small scan had before it was isolated."""
+    files = _npy_files(tmp_path / "models", 3)
+    child = _hostile_scan("crash", "weights1.npy", *files, "-j", "1")
+    assert child.returncode == -11
+    assert child.stdout == ""
+
+
+def test_a_file_stuck_in_native_code_ends_its_worker_at_twice_max_seconds(tmp_path: Path) -> None:
+    files = _npy_files(tmp_path / "models", 3)
+    started = time.monotonic()
+    child = _hostile_scan("hang", "weights1.npy", *files, "--limit", "max_seconds=0.5")
+    assert time.monotonic() - started < 25  # PBKDF2 alone would run for half a minute
+    assert child.returncode == 3, child.stderr[-3000:]
+    report = ScanReport.from_json(child.stdout)
+    assert [Path(e.path).name for e in report.errors] == ["weights1.npy"]
+    assert "SIGPROF (native code still running at twice max_seconds of CPU)" in report.errors[0].reason
+    assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
+
+
+def test_an_isolated_scan_reports_what_a_scan_in_process_does() -> None:
+    if not forks_cheaply():
+        pytest.skip("another thread is alive in this test process: a worker would not be forked")
+    few = sorted(str(p) for p in (FIXTURES / "models").rglob("*") if p.is_file())[::4][:20]  # too few for a pool
+    assert len({Path(p).suffix for p in few}) > 5
+    seen: list[Progress] = []
+    isolated = scan(few, isolate=True, progress=seen.append)
+    assert {p.executor for p in seen} == {"worker process"}
+    assert len(seen) == seen[-1].done == seen[-1].total  # a call a unit, as each ends
+    in_process = scan(few, jobs=1)
+    assert _body(isolated) == _body(in_process)
+    assert len(isolated.findings) > 5
+
+
+def _body(report: ScanReport) -> dict:
+    doc = report.to_dict()
+    del doc["started_at"], doc["finished_at"]
+    return doc
+
+
+def test_isolation_is_only_where_a_fork_is_cheap_and_safe() -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:  # another thread could hold a lock the child would inherit held: this process scans, as before
+        assert isinstance(_executor(None, None, 3, 1000, False, whole=True, isolate=True), InProcess)
+    finally:
+        stop.set()
+        other.join()
+    if forks_cheaply():
+        assert isinstance(_executor(None, None, 3, 1000, False, whole=True, isolate=True), Isolated)
+    assert isinstance(_executor(None, None, 3, 1000, False, whole=True, isolate=False), InProcess)  # the library's default
+    assert isinstance(_executor(None, 1, 3, 1000, False, whole=True, isolate=True), InProcess)  # -j 1
+    assert isinstance(_executor(None, None, 3, 1000, True, whole=True, isolate=True), InProcess)  # --debug
+
+
+def test_the_terminal_progress_bar_starts_no_thread() -> None:
+    """rich's bar would redraw from a thread of its own, and a pool's parent with another thread alive needs a
+    fork server; drawn as units finish, the bar leaves the process single-threaded, and still draws."""
+    from mlsec.cli.progress import reporter
+
+    leader, follower = pty.openpty()
+    before = threading.active_count()
+    with open(follower, "w", encoding="utf-8") as terminal, reporter("bar", stream=terminal) as update:
+        assert update is not None
+        assert threading.active_count() == before
+        update(Progress(1, 2, 10, 20, 0, "worker process"))
+        update(Progress(2, 2, 20, 20, 0, "worker process"))
+        terminal.flush()
+        drawn = b""
+        while select.select([leader], [], [], 1)[0]:
+            drawn += os.read(leader, 65536)
+            if b"20/20 bytes" in drawn:
+                break
+    os.close(leader)
+    assert b"scanning" in drawn
+    assert b"20/20 bytes" in drawn  # the last update, drawn at once
+
+
+def test_a_large_scan_on_one_core_runs_chunk_by_chunk_in_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One core: no pool, but a worker a chunk of the walk (here 8 units), the same report as a serial scan."""
+    if not forks_cheaply():
+        pytest.skip("another thread is alive in this test process: a worker would not be forked")
+    monkeypatch.setattr(sys.modules["mlsec.scan"], "cpu_count", lambda: 1)
+    monkeypatch.setattr(sys.modules["mlsec.scan"], "CHUNK_UNITS", 8)
+    children: list[int] = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        pid = real_fork()
+        if pid:
+            children.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counted_fork)
+    seen: list[Progress] = []
+    isolated = scan([str(FIXTURES / "models")], isolate=True, progress=seen.append)
+    monkeypatch.setattr(os, "fork", real_fork)
+    assert {p.executor for p in seen} == {"worker process"}
+    assert len(children) >= seen[-1].total // 8
+    assert _body(isolated) == _body(scan([str(FIXTURES / "models")], jobs=1))
