@@ -3,6 +3,7 @@ native code, or keeps it running, is an error in the report, and the command goe
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -13,12 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
-from mlsec.executors import InProcess, forks_cheaply
-from mlsec.isolated import Isolated
+from mlsec.executors import InProcess
 from mlsec.report import ScanReport
-from mlsec.scan import Progress, _executor, scan
+from mlsec.scan import Progress, _executor
 
 from .conftest import FIXTURES
 
@@ -98,24 +96,44 @@ def test_a_file_stuck_in_native_code_ends_its_worker_at_twice_max_seconds(tmp_pa
     assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
 
 
-def test_an_isolated_scan_reports_what_a_scan_in_process_does() -> None:
-    if not forks_cheaply():
-        pytest.skip("another thread is alive in this test process: a worker would not be forked")
-    few = sorted(str(p) for p in (FIXTURES / "models").rglob("*") if p.is_file())[::4][:20]  # too few for a pool
-    assert len({Path(p).suffix for p in few}) > 5
-    seen: list[Progress] = []
-    isolated = scan(few, isolate=True, progress=seen.append)
-    assert {p.executor for p in seen} == {"worker process"}
-    assert len(seen) == seen[-1].done == seen[-1].total  # a call a unit, as each ends
-    in_process = scan(few, jobs=1)
-    assert _body(isolated) == _body(in_process)
-    assert len(isolated.findings) > 5
+def _in_a_fresh_process(code: str, *args: str) -> dict:
+    """What `code` prints as JSON, run by a new interpreter: a process with no thread but its own, as a command's
+    is (this test process may hold threads of earlier tests', and would then scan in process)."""
+    child = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, check=False)
+    assert child.returncode == 0, child.stderr[-3000:]
+    return json.loads(child.stdout)
 
 
-def _body(report: ScanReport) -> dict:
+_COMPARE = """
+import json, sys
+from mlsec.scan import scan
+from mlsec.executors import forks_cheaply
+
+def body(report):
     doc = report.to_dict()
     del doc["started_at"], doc["finished_at"]
     return doc
+
+assert forks_cheaply()
+seen = []
+isolated = scan(sys.argv[1:], isolate=True, progress=seen.append)
+print(json.dumps({
+    "executors": sorted({p.executor for p in seen}),
+    "calls": len(seen), "done": seen[-1].done, "total": seen[-1].total,
+    "same": body(isolated) == body(scan(sys.argv[1:], jobs=1)),
+    "findings": len(isolated.findings),
+}))
+"""
+
+
+def test_an_isolated_scan_reports_what_a_scan_in_process_does() -> None:
+    few = sorted(str(p) for p in (FIXTURES / "models").rglob("*") if p.is_file())[::4][:20]  # too few for a pool
+    assert len({Path(p).suffix for p in few}) > 5
+    seen = _in_a_fresh_process(_COMPARE, *few)
+    assert seen["executors"] == ["worker process"]
+    assert seen["calls"] == seen["done"] == seen["total"] == len(few)  # a call a file, as each ends
+    assert seen["same"]
+    assert seen["findings"] > 5
 
 
 def test_isolation_is_only_where_a_fork_is_cheap_and_safe() -> None:
@@ -127,8 +145,6 @@ def test_isolation_is_only_where_a_fork_is_cheap_and_safe() -> None:
     finally:
         stop.set()
         other.join()
-    if forks_cheaply():
-        assert isinstance(_executor(None, None, 3, 1000, False, whole=True, isolate=True), Isolated)
     assert isinstance(_executor(None, None, 3, 1000, False, whole=True, isolate=False), InProcess)  # the library's default
     assert isinstance(_executor(None, 1, 3, 1000, False, whole=True, isolate=True), InProcess)  # -j 1
     assert isinstance(_executor(None, None, 3, 1000, True, whole=True, isolate=True), InProcess)  # --debug
@@ -157,25 +173,43 @@ def test_the_terminal_progress_bar_starts_no_thread() -> None:
     assert b"20/20 bytes" in drawn  # the last update, drawn at once
 
 
-def test_a_large_scan_on_one_core_runs_chunk_by_chunk_in_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+_ONE_CORE = """
+import json, os, sys
+from mlsec.scan import scan
+
+scanning = sys.modules["mlsec.scan"]  # (the package's attribute `scan` is the function)
+
+def body(report):
+    doc = report.to_dict()
+    del doc["started_at"], doc["finished_at"]
+    return doc
+
+scanning.cpu_count = lambda: 1
+scanning.CHUNK_UNITS = 8
+children = []
+real_fork = os.fork
+
+def counted_fork():
+    pid = real_fork()
+    if pid:
+        children.append(pid)
+    return pid
+
+os.fork = counted_fork
+seen = []
+isolated = scan(sys.argv[1:], isolate=True, progress=seen.append)
+os.fork = real_fork
+print(json.dumps({
+    "executors": sorted({p.executor for p in seen}), "children": len(children), "total": seen[-1].total,
+    "same": body(isolated) == body(scan(sys.argv[1:], jobs=1)),
+}))
+"""
+
+
+def test_a_large_scan_on_one_core_runs_chunk_by_chunk_in_workers() -> None:
     """One core: no pool, but a worker a chunk of the walk (here 8 units), the same report as a serial scan."""
-    if not forks_cheaply():
-        pytest.skip("another thread is alive in this test process: a worker would not be forked")
-    monkeypatch.setattr(sys.modules["mlsec.scan"], "cpu_count", lambda: 1)
-    monkeypatch.setattr(sys.modules["mlsec.scan"], "CHUNK_UNITS", 8)
-    children: list[int] = []
-    real_fork = os.fork
-
-    def counted_fork() -> int:
-        pid = real_fork()
-        if pid:
-            children.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, "fork", counted_fork)
-    seen: list[Progress] = []
-    isolated = scan([str(FIXTURES / "models")], isolate=True, progress=seen.append)
-    monkeypatch.setattr(os, "fork", real_fork)
-    assert {p.executor for p in seen} == {"worker process"}
-    assert len(children) >= seen[-1].total // 8
-    assert _body(isolated) == _body(scan([str(FIXTURES / "models")], jobs=1))
+    seen = _in_a_fresh_process(_ONE_CORE, str(FIXTURES / "models"))
+    assert seen["executors"] == ["worker process"]
+    assert seen["total"] > 100
+    assert seen["children"] >= seen["total"] // 8
+    assert seen["same"]
