@@ -56,6 +56,7 @@ def _in_child(settings: ScanSettings, units: list[tuple[int, Unit]], done: Done)
     """Scan `units` in a forked child, handing each result to `done` as it arrives; how many arrived, and the
     child's wait status."""
     reading, writing = os.pipe()
+    _flush_std_streams()  # else the child, flushing its own output at its end, writes what was buffered here again
     gc.freeze()  # the child's garbage collections then leave the pages it shares with this process alone
     try:
         pid = os.fork()
@@ -101,10 +102,14 @@ def _child(settings: ScanSettings, units: list[Unit], reading: int, writing: int
         log.exception("the worker process scanning %s failed", units[0].path if units else "nothing")
         code = 70  # EX_SOFTWARE
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        _flush_std_streams()
         os._exit(code)
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # closed, or a pipe nobody reads any more
+            stream.flush()
 
 
 def _how_it_died(status: int) -> str:

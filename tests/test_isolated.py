@@ -136,6 +136,15 @@ def test_an_isolated_scan_reports_what_a_scan_in_process_does() -> None:
     assert seen["findings"] > 5
 
 
+def test_what_the_caller_had_buffered_is_written_once(tmp_path: Path) -> None:
+    """A forked child inherits this process's unwritten output buffers: flushed before the fork, not twice."""
+    code = "import sys; from mlsec.scan import scan; print('said before the scan'); scan(sys.argv[1:], isolate=True)"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # standard output buffered
+    files = _npy_files(tmp_path / "models", 2)
+    child = subprocess.run([sys.executable, "-c", code, *files], capture_output=True, text=True, timeout=120, env=env, check=True)
+    assert child.stdout == "said before the scan\n"
+
+
 def test_isolation_is_only_where_a_fork_is_cheap_and_safe() -> None:
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
