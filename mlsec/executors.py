@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -22,6 +23,8 @@ from mlsec.errors import UsageError
 from mlsec.inputs import Unit
 from mlsec.report import ScanError
 from mlsec.scan_unit import Collected, ScanSettings, scan_unit
+
+log = logging.getLogger(__name__)
 
 Chunk = dict[int, Unit]  # units by their index in the walk
 Done = Callable[[int, Collected], None]  # called once per unit, with its index and result, as soon as it is finished
@@ -128,11 +131,14 @@ class ProcessPool:
 
         heavy = heavy_modules((unit.path for chunk in head for unit in chunk.values()), at_least=jobs)
         context = multiprocessing.get_context(_start_method())
+        workers = min(jobs, sum(map(len, head)))  # a few files changed in a big tree still get every worker
+        started: list[Any] = []
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(["mlsec.scan_unit", "mlsec.scanners", *heavy])
         else:
+            if heavy and context.get_start_method() == "fork":
+                started, head = _head_starts(settings, head, heavy, workers - 1)
             preload(heavy)
-        workers = min(jobs, sum(map(len, head)))  # a few files changed in a big tree still get every worker
         rest = itertools.chain(head, stream)
         if context.get_start_method() != "fork":  # a fork server's children share nothing with this process
             return _pool(workers, context, settings, rest, done)
@@ -140,11 +146,57 @@ class ProcessPool:
         # every object it walks: frozen, the objects already here are walked neither in a worker nor here while
         # results pour in (1.42 -> 1.28 s cold on the 2.7 GB benchmark registry). Thawed when the pool is done.
         # (Fork is only chosen with no other thread alive, so no other thread's scan can be thawing meanwhile.)
-        gc.freeze()
+        lost: list[int] = []
         try:
-            return _pool(workers, context, settings, rest, done)
+            gc.freeze()
+            try:
+                lost = _pool(workers, context, settings, rest, done)
+            finally:
+                gc.unfreeze()
         finally:
-            gc.unfreeze()
+            for head_start in started:  # ended long ago, as a rule; what one left (it died) is lost like the rest
+                lost += head_start.finish(done)
+        return sorted(lost)
+
+
+SCAN_BYTES_PER_SECOND = 1.5e9  # one core hashing and scanning a large file (the 2-core benchmark: 1.5 to 1.7 GB/s)
+SCAN_SECONDS_PER_FILE = 100e-6  # ... and a small one (40 to 160 µs)
+
+
+def _head_starts(settings: ScanSettings, head: list[Chunk], heavy: list[str], cores: int) -> tuple[list[Any], list[Chunk]]:
+    """While this process imports the `heavy` libraries the pool's workers will share, `cores` cores would wait: each
+    gets a child forked at once (isolated.HeadStart) that scans files of `head` needing none of them, about as much
+    as the imports take (IMPORT_SECONDS). The children started, and the head without their files."""
+    from mlsec.isolated import HeadStart  # noqa: PLC0415 - it imports this module
+    from mlsec.scanners import IMPORT_SECONDS, suffix_needs  # noqa: PLC0415
+
+    if cores < 1:
+        return [], head
+    seconds = sum(IMPORT_SECONDS.get(module, 0.05) for module in heavy)
+    wanted = set(heavy)
+    light = (
+        (index, unit)
+        for chunk in head
+        for index, unit in chunk.items()
+        if unit.kind == "file" and wanted.isdisjoint(suffix_needs(unit.path))
+    )
+    shares: list[list[tuple[int, Unit]]] = [[] for _ in range(cores)]
+    loads = [0.0] * cores
+    for index, unit in light:
+        k = loads.index(min(loads))  # the least loaded core, until each has the imports' worth
+        if loads[k] >= seconds:
+            break
+        shares[k].append((index, unit))
+        loads[k] += max(unit.size / SCAN_BYTES_PER_SECOND, SCAN_SECONDS_PER_FILE)
+    started = []
+    for share in filter(None, shares):
+        try:
+            started.append(HeadStart(settings, share))
+        except OSError as exc:  # no temporary file, no fork: the pool scans those files
+            log.debug("no head start: %s", exc)
+            break
+    taken = {index for head_start in started for index, _ in head_start.units}
+    return started, [{i: u for i, u in chunk.items() if i not in taken} for chunk in head]
 
 
 def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> list[int]:

@@ -20,6 +20,7 @@ import os
 import pickle
 import signal
 import sys
+import tempfile
 from collections.abc import Iterable
 from typing import NoReturn
 
@@ -84,12 +85,13 @@ def _in_child(settings: ScanSettings, units: list[tuple[int, Unit]], done: Done)
     return finished, status
 
 
-def _child(settings: ScanSettings, units: list[Unit], reading: int, writing: int) -> NoReturn:
-    """The forked child: scan `units` in order, each result down the pipe as it is ready, then end without
-    running anything of the parent's (atexit handlers, open connections' finalizers)."""
+def _child(settings: ScanSettings, units: list[Unit], reading: int | None, writing: int) -> NoReturn:
+    """The forked child: scan `units` in order, each result written to `writing` (a pipe's end, or a file) as it is
+    ready, then end without running anything of the parent's (atexit handlers, open connections' finalizers)."""
     code = 0
     try:
-        os.close(reading)
+        if reading is not None:
+            os.close(reading)
         one_native_thread()
         exit_on_overrun()
         with os.fdopen(writing, "wb") as pipe:
@@ -110,6 +112,40 @@ def _flush_std_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # closed, or a pipe nobody reads any more
             stream.flush()
+
+
+class HeadStart:
+    """`units` scanned by a child forked now, while this process goes on (a pool's parent importing the heavy
+    libraries its workers will share: a core would be idle meanwhile); their results once it has ended (finish).
+    The results go to an unnamed temporary file, so the child never waits for this process to read them."""
+
+    def __init__(self, settings: ScanSettings, units: list[tuple[int, Unit]]) -> None:
+        self.units = units
+        self.results = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish()
+        _flush_std_streams()
+        gc.freeze()
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                _child(settings, [unit for _, unit in units], None, os.dup(self.results.fileno()))
+        finally:
+            gc.unfreeze()
+
+    def finish(self, done: Done) -> list[int]:
+        """Wait for the child, hand each result it wrote to `done`; the indices of the units it left unscanned (it
+        died), for the caller to scan again."""
+        os.waitpid(self.pid, 0)
+        finished = 0
+        with self.results:
+            self.results.seek(0)
+            while finished < len(self.units):
+                try:
+                    collected = pickle.load(self.results)  # noqa: S301 - written by our own child
+                except Exception:  # noqa: BLE001 - the end of the file, or a result torn by the child's death
+                    break
+                done(self.units[finished][0], collected)
+                finished += 1
+        return [index for index, _ in self.units[finished:]]
 
 
 def _how_it_died(status: int) -> str:

@@ -1,5 +1,6 @@
-"""A command's scan too small for a pool still runs in a worker process (mlsec/isolated.py): a file that crashes
-native code, or keeps it running, is an error in the report, and the command goes on and says so."""
+"""Scans in forked children (mlsec/isolated.py). A command's scan too small for a pool still runs in a worker
+process: a file that crashes native code, or keeps it running, is an error in the report, and the command goes on
+and says so. And a pool's idle cores scan a head start while its parent imports the libraries workers share."""
 
 from __future__ import annotations
 
@@ -39,6 +40,17 @@ def _hostile(self, blob, ctx):
 
 
 NumpyScanner.scan = _hostile
+if os.environ.get("MLSEC_TEST_SHOW_HEAD_STARTS"):
+    import sys
+    from mlsec import isolated
+
+    _start = isolated.HeadStart.__init__
+
+    def _shown(self, settings, units):
+        sys.stderr.write("head start: " + " ".join(os.path.basename(u.path) for _, u in units) + "\\n")
+        _start(self, settings, units)
+
+    isolated.HeadStart.__init__ = _shown
 run()
 """
 
@@ -50,9 +62,9 @@ def _npy_files(folder: Path, count: int) -> list[str]:
     return [str(folder / f"weights{i}.npy") for i in range(count)]
 
 
-def _hostile_scan(does: str, bad: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _hostile_scan(does: str, bad: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-c", _HOSTILE_CLI, "scan", *args, "--no-cache", "--progress", "none", "-o", "json"]
-    env = {**os.environ, "MLSEC_TEST_BAD_FILE": bad, "MLSEC_TEST_BAD_DOES": does}
+    env = {**os.environ, "MLSEC_TEST_BAD_FILE": bad, "MLSEC_TEST_BAD_DOES": does, **env}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
 
 
@@ -96,10 +108,11 @@ def test_a_file_stuck_in_native_code_ends_its_worker_at_twice_max_seconds(tmp_pa
     assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
 
 
-def _in_a_fresh_process(code: str, *args: str) -> dict:
+def _in_a_fresh_process(code: str, *args: str, **env: str) -> dict:
     """What `code` prints as JSON, run by a new interpreter: a process with no thread but its own, as a command's
     is (this test process may hold threads of earlier tests', and would then scan in process)."""
-    child = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, check=False)
+    run = [sys.executable, "-c", code, *args]
+    child = subprocess.run(run, capture_output=True, text=True, timeout=300, check=False, env={**os.environ, **env})
     assert child.returncode == 0, child.stderr[-3000:]
     return json.loads(child.stdout)
 
@@ -222,3 +235,72 @@ def test_a_large_scan_on_one_core_runs_chunk_by_chunk_in_workers() -> None:
     assert seen["total"] > 100
     assert seen["children"] >= seen["total"] // 8
     assert seen["same"]
+
+
+_HEAD_STARTS = """
+import errno, json, os, sys, tempfile
+from mlsec import isolated
+
+if os.environ.get("MLSEC_TEST_NO_SPACE"):  # a temporary directory that is full
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    tempfile.TemporaryFile = full
+from mlsec.scan import scan
+
+def body(report):
+    doc = report.to_dict()
+    del doc["started_at"], doc["finished_at"]
+    return doc
+
+given = []
+_start = isolated.HeadStart.__init__
+
+def recorded(self, settings, units):
+    _start(self, settings, units)
+    given.append([unit.path for _, unit in units])
+
+isolated.HeadStart.__init__ = recorded
+pooled = scan(sys.argv[1:], jobs=2)
+print(json.dumps({"given": given, "same": body(pooled) == body(scan(sys.argv[1:], jobs=1))}))
+"""
+
+
+def test_a_pool_scans_a_head_start_while_its_parent_imports_what_workers_share(tmp_path: Path) -> None:
+    """Twelve ONNX models make the parent import onnx before it forks the pool's 2 workers; meanwhile a child forked
+    at once scans files that need no onnx, on the core that would wait. The report is the serial one."""
+    seen = _in_a_fresh_process(_HEAD_STARTS, str(FIXTURES / "models"))
+    assert len(seen["given"]) == 1  # 2 workers: the parent's core imports, the other one starts
+    (started,) = seen["given"]
+    assert started
+    assert not any(path.endswith((".onnx", ".pt", ".pkl", ".bin")) for path in started)  # none needs onnx or fickling
+    assert seen["same"]
+
+
+def test_without_room_for_a_temporary_file_the_pool_scans_everything() -> None:
+    seen = _in_a_fresh_process(_HEAD_STARTS, str(FIXTURES / "models"), MLSEC_TEST_NO_SPACE="1")
+    assert seen["given"] == []
+    assert seen["same"]
+
+
+def test_a_head_start_that_dies_costs_only_its_file(tmp_path: Path) -> None:
+    """The head start's child crashes on its first file: what it had not scanned goes to the pool with the rest,
+    and the file that crashed it is, in the end, the one error."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for i in range(30):
+        shutil.copyfile(FIXTURES / "models" / "benign" / "mlp.onnx", models / f"model{i:02d}.onnx")
+    _npy_files(models / "arrays", 3)  # walked after the ONNX models: the head start's files
+    child = _hostile_scan("crash", "weights0.npy", str(models), "-j", "2", MLSEC_TEST_SHOW_HEAD_STARTS="1")
+    assert "head start: weights0.npy" in child.stderr
+    assert child.returncode == 3, child.stderr[-3000:]
+    report = ScanReport.from_json(child.stdout)
+    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights0.npy", "WorkerDied")]
+    assert len(report.artifacts) == 32
+
+
+def test_every_heavy_library_has_an_import_cost() -> None:
+    from mlsec.scanners import HEAVY_BY_SUFFIX, IMPORT_SECONDS
+
+    assert {module for modules in HEAVY_BY_SUFFIX.values() for module in modules} == set(IMPORT_SECONDS)

@@ -59,8 +59,7 @@ def scanners_for(fmt: str) -> tuple[Scanner, ...]:
 
 
 # The heavy libraries scanners import on first use, by the file name suffixes that usually need them. A process
-# pool imports those its units will want once, before it forks, instead of in every worker (measured, per
-# worker: pandas 0.36 s, h5py 0.10 s, onnx with numpy 0.10 s, pyarrow 0.09 s, fickling 0.03 s).
+# pool imports those its units will want once, before it forks, instead of in every worker.
 HEAVY_BY_SUFFIX: dict[str, tuple[str, ...]] = {
     ".onnx": ("onnx",),
     **dict.fromkeys((".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"), ("fickling.fickle", "fickling.analysis")),
@@ -68,7 +67,21 @@ HEAVY_BY_SUFFIX: dict[str, tuple[str, ...]] = {
     **dict.fromkeys((".csv", ".tsv", ".jsonl", ".ndjson"), ("pandas",)),
     ".parquet": ("pandas", "pyarrow.parquet"),
 }
+# What importing each costs (measured on the 2-core benchmark machine): how long a pool's cores would wait for it.
+IMPORT_SECONDS = {
+    "pandas": 0.36,
+    "h5py": 0.10,
+    "onnx": 0.07,  # with numpy
+    "pyarrow.parquet": 0.09,
+    "fickling.fickle": 0.006,
+    "fickling.analysis": 0.0,  # with fickling.fickle
+}
 log = logging.getLogger(__name__)
+
+
+def suffix_needs(path: str) -> tuple[str, ...]:
+    """The heavy libraries a file named `path` will probably need."""
+    return HEAVY_BY_SUFFIX.get(os.path.splitext(path)[1].lower(), ())
 
 
 def heavy_modules(paths: Iterable[str], at_least: int = 1) -> list[str]:
@@ -77,7 +90,7 @@ def heavy_modules(paths: Iterable[str], at_least: int = 1) -> list[str]:
     better served by the one worker that meets it importing pandas than by every scan waiting for it.)"""
     wanted: dict[str, int] = {}
     for path in paths:
-        for module in HEAVY_BY_SUFFIX.get(os.path.splitext(path)[1].lower(), ()):
+        for module in suffix_needs(path):
             wanted[module] = wanted.get(module, 0) + 1
     return [module for module, count in wanted.items() if count >= at_least]
 
@@ -92,4 +105,4 @@ def preload(modules: Iterable[str]) -> None:
             log.debug("preloading %s failed: %s", module, exc)
 
 
-__all__ = ["SCANNERS", "ScanContext", "Scanner", "heavy_modules", "preload", "scanners_for"]
+__all__ = ["SCANNERS", "ScanContext", "Scanner", "heavy_modules", "preload", "scanners_for", "suffix_needs"]
