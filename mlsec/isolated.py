@@ -9,6 +9,9 @@ scanning is an error that says how it died, and a fresh child takes the units af
 
 Only where forking is cheap and safe (executors.forks_cheaply: Linux, no other thread): a fork of this process
 costs a millisecond or two, where a pool of one costs 15 ms (its threads, queues and shutdown).
+
+HeadStart is the same child for a pool's parent: files it scans on an idle core while the parent imports the
+libraries the pool's workers will share (executors._head_starts).
 """
 
 from __future__ import annotations
@@ -57,14 +60,9 @@ def _in_child(settings: ScanSettings, units: list[tuple[int, Unit]], done: Done)
     """Scan `units` in a forked child, handing each result to `done` as it arrives; how many arrived, and the
     child's wait status."""
     reading, writing = os.pipe()
-    _flush_std_streams()  # else the child, flushing its own output at its end, writes what was buffered here again
-    gc.freeze()  # the child's garbage collections then leave the pages it shares with this process alone
-    try:
-        pid = os.fork()
-        if pid == 0:
-            _child(settings, [unit for _, unit in units], reading, writing)
-    finally:
-        gc.unfreeze()  # in this process only (the child never returns here)
+    pid = _fork()
+    if pid == 0:
+        _child(settings, [unit for _, unit in units], reading, writing)
     os.close(writing)
     finished = 0
     try:
@@ -108,6 +106,22 @@ def _child(settings: ScanSettings, units: list[Unit], reading: int | None, writi
         os._exit(code)
 
 
+def _fork() -> int:
+    """os.fork(), with what this process had buffered for its standard streams written first (else the child,
+    flushing its own output at its end, writes it again), and the child's inherited objects frozen (its garbage
+    collections then leave the pages it shares with this process alone); thawed here at once."""
+    _flush_std_streams()
+    gc.freeze()
+    try:
+        pid = os.fork()
+    except BaseException:
+        gc.unfreeze()
+        raise
+    if pid:
+        gc.unfreeze()
+    return pid
+
+
 def _flush_std_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # closed, or a pipe nobody reads any more
@@ -122,14 +136,9 @@ class HeadStart:
     def __init__(self, settings: ScanSettings, units: list[tuple[int, Unit]]) -> None:
         self.units = units
         self.results = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish()
-        _flush_std_streams()
-        gc.freeze()
-        try:
-            self.pid = os.fork()
-            if self.pid == 0:
-                _child(settings, [unit for _, unit in units], None, os.dup(self.results.fileno()))
-        finally:
-            gc.unfreeze()
+        self.pid = _fork()
+        if self.pid == 0:
+            _child(settings, [unit for _, unit in units], None, os.dup(self.results.fileno()))
 
     def finish(self, done: Done) -> list[int]:
         """Wait for the child, hand each result it wrote to `done`; the indices of the units it left unscanned (it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -131,16 +132,18 @@ def _remember(memo: Path, docs: list[dict[str, Any]]) -> None:
         text = json.dumps(docs, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):  # a TOML date or time, an infinite float: parsed each time instead
         return
+    partial = memo.with_name(f".{memo.name}.{os.getpid()}")
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        partial = memo.with_name(f".{memo.name}.{os.getpid()}")
         partial.write_text(text, encoding="utf-8")
         partial.replace(memo)  # whole or not at all, whatever other runs do meanwhile
         others = sorted((p for p in memo.parent.glob("*.json") if p != memo), key=lambda p: p.stat().st_mtime_ns)
         for old in others[: max(0, len(others) + 1 - _MEMO_KEEP)]:  # the oldest go
             old.unlink(missing_ok=True)
-    except OSError as exc:  # a read-only home: the rules are parsed each time
+    except OSError as exc:  # a read-only home, a full disk: the rules are parsed each time
         log.debug("could not keep the parsed rules in %s: %s", memo.parent, exc)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def forget_parsed() -> int:

@@ -105,3 +105,12 @@ def test_at_most_memo_keep_entries_are_kept_the_newest_among_them(cache: Path, t
     before = {p: p.stat().st_mtime_ns for p in cache.glob("*.json")}
     assert _fresh([mine]).rule("LOCAL-001").title == f"version {rules._MEMO_KEEP + 2}"
     assert {p: p.stat().st_mtime_ns for p in cache.glob("*.json")} == before  # the last one was kept: read, not written
+
+
+def test_an_entry_that_cannot_be_written_leaves_nothing_behind(cache: Path) -> None:
+    expected = _fresh()
+    (kept,) = list(cache.glob("*.json"))
+    kept.unlink()
+    kept.mkdir()  # the entry's name is taken by a folder: writing it fails, as on a full disk
+    assert _fresh() == expected
+    assert sorted(p.name for p in cache.iterdir()) == [kept.name]  # no half-written file left beside it
