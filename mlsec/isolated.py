@@ -7,8 +7,8 @@ back each unit's result as it finishes, through a pipe; it ends itself once an a
 twice max_seconds of CPU (deadline.exit_on_overrun). When it dies, the results it sent stand, the unit it was
 scanning is an error that says how it died, and a fresh child takes the units after it.
 
-Only where forking is cheap and safe (executors.forks_cheaply: Linux, no other thread): a fork of this process
-costs a millisecond or two, where a pool of one costs 15 ms (its threads, queues and shutdown).
+Only where forking is cheap and safe (executors.forks_cheaply: Linux, no other thread). One file costs a command
+10 ms more than a scan in process; a pool of one worker cost 15 ms (its threads, queues and shutdown).
 
 HeadStart is the same child for a pool's parent: files it scans on an idle core while the parent imports the
 libraries the pool's workers will share (executors._head_starts).
