@@ -45,11 +45,6 @@ CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, report TEXT NOT NULL, 
 """
 
 
-def default_dir() -> Path:
-    """The result cache's directory: mlsec's cache directory (mlsec.user_dirs)."""
-    return cache_dir()
-
-
 @lru_cache(maxsize=1)
 def code_digest() -> str:
     """The scanner version: mlsec's own source files and the versions of the libraries that read formats."""
@@ -125,10 +120,10 @@ def _fingerprint_of(path: str) -> str | None:
 
 
 class ResultCache:
-    """The cache in `directory` (default: default_dir())."""
+    """The cache in `directory` (default: mlsec's cache directory, user_dirs.cache_dir())."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        self.directory = Path(directory) if directory else default_dir()
+        self.directory = Path(directory) if directory else cache_dir()
         self.path = self.directory / CACHE_NAME
 
     def connect(self) -> sqlite3.Connection | None:

@@ -172,7 +172,7 @@ def _head_starts(settings: ScanSettings, head: list[Chunk], heavy: list[str], co
 
     if cores < 1:
         return [], head
-    seconds = sum(IMPORT_SECONDS.get(module, 0.05) for module in heavy)
+    seconds = sum(IMPORT_SECONDS[module] for module in heavy)  # every heavy library has one (tested)
     wanted = set(heavy)
     light = (
         (index, unit)

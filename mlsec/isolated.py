@@ -25,7 +25,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 from mlsec.deadline import exit_on_overrun
 from mlsec.executors import Chunk, Done, one_native_thread
@@ -35,6 +35,7 @@ from mlsec.scan_unit import Collected, ScanSettings, scan_unit
 
 log = logging.getLogger(__name__)
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+_BUG = 70  # a child's exit status when mlsec itself failed in it (EX_SOFTWARE)
 
 
 class Isolated:
@@ -64,16 +65,9 @@ def _in_child(settings: ScanSettings, units: list[tuple[int, Unit]], done: Done)
     if pid == 0:
         _child(settings, [unit for _, unit in units], reading, writing)
     os.close(writing)
-    finished = 0
     try:
         with os.fdopen(reading, "rb") as results:
-            while finished < len(units):
-                try:
-                    collected = pickle.load(results)  # noqa: S301 - written by our own child, through our own pipe
-                except Exception:  # noqa: BLE001 - the end of the pipe, or a result torn by the child's death
-                    break
-                done(units[finished][0], collected)
-                finished += 1
+            finished = _read_results(results, units, done)
     except BaseException:  # this process is stopping (an interrupt, a failed store): so does the child
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -81,6 +75,20 @@ def _in_child(settings: ScanSettings, units: list[tuple[int, Unit]], done: Done)
         raise
     _, status = os.waitpid(pid, 0)
     return finished, status
+
+
+def _read_results(results: BinaryIO, units: list[tuple[int, Unit]], done: Done) -> int:
+    """Hand each result a child wrote to `results` (in the order of `units`) to `done`, until the end or a result
+    torn by the child's death; how many there were."""
+    finished = 0
+    while finished < len(units):
+        try:
+            collected = pickle.load(results)  # noqa: S301 - written by our own child
+        except Exception:  # noqa: BLE001 - the end of the stream, or a torn result
+            break
+        done(units[finished][0], collected)
+        finished += 1
+    return finished
 
 
 def _child(settings: ScanSettings, units: list[Unit], reading: int | None, writing: int) -> NoReturn:
@@ -98,9 +106,9 @@ def _child(settings: ScanSettings, units: list[Unit], reading: int | None, writi
                 pipe.flush()
     except KeyboardInterrupt:  # the terminal's interrupt reaches the parent too, which says so
         code = 130
-    except BaseException:  # scan_unit turns a scanner's failure into an error: this is mlsec's own bug
-        log.exception("the worker process scanning %s failed", units[0].path if units else "nothing")
-        code = 70  # EX_SOFTWARE
+    except BaseException as exc:  # scan_unit turns a scanner's failure into an error: this is mlsec's own bug
+        log.error("mlsec failed in a worker process: %s: %s", type(exc).__name__, exc)  # the file's error says more
+        code = _BUG
     finally:
         _flush_std_streams()
         os._exit(code)
@@ -144,16 +152,9 @@ class HeadStart:
         """Wait for the child, hand each result it wrote to `done`; the indices of the units it left unscanned (it
         died), for the caller to scan again."""
         os.waitpid(self.pid, 0)
-        finished = 0
         with self.results:
             self.results.seek(0)
-            while finished < len(self.units):
-                try:
-                    collected = pickle.load(self.results)  # noqa: S301 - written by our own child
-                except Exception:  # noqa: BLE001 - the end of the file, or a result torn by the child's death
-                    break
-                done(self.units[finished][0], collected)
-                finished += 1
+            finished = _read_results(self.results, self.units, done)
         return [index for index, _ in self.units[finished:]]
 
 
@@ -172,4 +173,10 @@ def _how_it_died(status: int) -> str:
             "SIGABRT": "native code aborted",
         }.get(name, "ended by a signal")
         return f"its worker process died while scanning it: {name} ({why})"
-    return f"its worker process ended with status {os.waitstatus_to_exitcode(status)} while scanning it"
+    code = os.waitstatus_to_exitcode(status)
+    if code == _BUG:
+        return (
+            "mlsec failed in its worker process while scanning it: a bug; please report it with the output of the"
+            " same command run with --debug"
+        )
+    return f"its worker process ended with status {code} while scanning it"

@@ -40,6 +40,17 @@ def _hostile(self, blob, ctx):
 
 
 NumpyScanner.scan = _hostile
+if os.environ["MLSEC_TEST_BAD_DOES"] == "bug":  # mlsec itself fails on the file, not a scanner
+    from mlsec import isolated
+
+    _scan_unit = isolated.scan_unit
+
+    def _failing(settings, unit):
+        if os.path.basename(unit.path) == os.environ["MLSEC_TEST_BAD_FILE"]:
+            raise RuntimeError("a bug in mlsec")
+        return _scan_unit(settings, unit)
+
+    isolated.scan_unit = _failing
 if os.environ.get("MLSEC_TEST_SHOW_HEAD_STARTS"):
     import sys
     from mlsec import isolated
@@ -75,6 +86,18 @@ def test_a_file_that_crashes_native_code_is_an_error_and_the_others_are_scanned(
     report = ScanReport.from_json(child.stdout)
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights1.npy", "WorkerDied")]
     assert "SIGSEGV (a crash in native code)" in report.errors[0].reason
+    assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
+
+
+def test_mlsec_failing_in_a_worker_is_an_error_for_that_file_without_a_traceback(tmp_path: Path) -> None:
+    files = _npy_files(tmp_path / "models", 3)
+    child = _hostile_scan("bug", "weights1.npy", *files)
+    assert child.returncode == 3, child.stderr[-3000:]
+    assert "Traceback" not in child.stderr
+    assert "RuntimeError: a bug in mlsec" in child.stderr
+    report = ScanReport.from_json(child.stdout)
+    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights1.npy", "WorkerDied")]
+    assert "run with --debug" in report.errors[0].reason
     assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
 
 
