@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from mlsec import culprits
 from mlsec.deadline import exit_on_overrun
 from mlsec.errors import UsageError
 from mlsec.inputs import Unit
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Chunk = dict[int, Unit]  # units by their index in the walk
 Done = Callable[[int, Collected], None]  # called once per unit, with its index and result, as soon as it is finished
+Blame = Callable[[dict[int, str]], None]  # given the units a worker died of its own doing on, with how it died
 
 
 class Executor(Protocol):
@@ -54,8 +56,10 @@ class InProcess:
 _WORKER_SETTINGS: list[ScanSettings] = []
 
 
-def _init_worker(settings: ScanSettings) -> None:
+def _init_worker(settings: ScanSettings, board: tuple[Any, Any] | None = None) -> None:
     _WORKER_SETTINGS[:] = [settings]
+    if board:
+        culprits.join(*board)
     one_native_thread()
     exit_on_overrun()  # a file stuck in native code past twice max_seconds costs this worker, not the scan
 
@@ -75,10 +79,12 @@ class ProcessPool:
     """A pool of `jobs` worker processes, forked from this one where that is safe, else from a fork server
     that has mlsec imported already (see _start_method): either way each starts in milliseconds.
 
-    A worker that dies (killed for memory, a crash inside a C extension) takes the pool down with the units
-    not finished; those are retried in a fresh pool, then any lost again one at a time, each in a pool of
-    its own, and a unit that kills its worker even alone is reported as an error naming it. Like any multiprocessing user, a script that calls
-    scan() with a pool must guard its top level with `if __name__ == "__main__":`."""
+    A worker that dies takes the pool down with the units not finished. Where it died of its own doing (a crash
+    in native code, its overrun timer) the unit it was scanning is an error at once (mlsec/culprits.py); the rest,
+    and all of them where it was killed from outside (the out-of-memory killer), are retried in a fresh pool, then
+    any lost again one at a time, each in a pool of its own, and a unit that kills its worker even alone is
+    reported as an error naming it. Like any multiprocessing user, a script that calls scan() with a pool must
+    guard its top level with `if __name__ == "__main__":`."""
 
     name = "process pool"
 
@@ -98,9 +104,13 @@ class ProcessPool:
                 units.update(chunk)
                 yield chunk
 
-        lost = self._round(settings, noted(chunks), self.jobs, record)
-        if lost:  # the units in flight when a worker died: again, in a fresh pool
-            lost = self._round(settings, [{i: units[i] for i in lost}], self.jobs, record)
+        def blame(culprits: dict[int, str]) -> None:
+            for index, reason in culprits.items():
+                record(index, Collected(errors=[ScanError(units[index].path, reason, None, "executor", "WorkerDied")]))
+
+        lost = self._round(settings, noted(chunks), self.jobs, record, blame)
+        if lost:  # the units in flight when a worker died, but the one that did it: again, in a fresh pool
+            lost = self._round(settings, [{i: units[i] for i in lost}], self.jobs, record, blame)
         error = (
             "its worker process died while scanning it (out of memory, a crash in native code, or native code still"
             " running at twice max_seconds)"
@@ -108,12 +118,13 @@ class ProcessPool:
         died_alone = 0
         for index in lost:  # alone, so that one unit's crash cannot take another's result with it
             systemic = not finished and died_alone >= 3  # nothing ever finished: workers cannot run at all
-            if systemic or self._round(settings, [{index: units[index]}], 1, record):
+            if systemic or self._round(settings, [{index: units[index]}], 1, record, blame):
                 died_alone += 1
                 record(index, Collected(errors=[ScanError(units[index].path, error, None, "executor", "WorkerDied")]))
 
-    def _round(self, settings: ScanSettings, chunks: Iterable[Chunk], jobs: int, done: Done) -> list[int]:
-        """Scan the units of `chunks`; returns the indices lost to a broken pool. The pool starts once there are
+    def _round(self, settings: ScanSettings, chunks: Iterable[Chunk], jobs: int, done: Done, blame: Blame) -> list[int]:
+        """Scan the units of `chunks`; returns the indices lost to a broken pool, but those a worker died of its own
+        doing on, which go to `blame` with how it died (culprits.py). The pool starts once there are
         units for every worker, or the walk has ended (chunks the cache answered whole fork nothing), and is
         sized and preloaded by the units it starts with."""
         stream = iter(chunks)
@@ -141,7 +152,7 @@ class ProcessPool:
             preload(heavy)
         rest = itertools.chain(head, stream)
         if context.get_start_method() != "fork":  # a fork server's children share nothing with this process
-            return _pool(workers, context, settings, rest, done)
+            return _pool(workers, context, settings, rest, done, blame)
         # Forked workers share this process's pages until they write to them, and a garbage collection writes to
         # every object it walks: frozen, the objects already here are walked neither in a worker nor here while
         # results pour in (1.42 -> 1.28 s cold on the 2.7 GB benchmark registry). Thawed when the pool is done.
@@ -150,12 +161,14 @@ class ProcessPool:
         try:
             gc.freeze()
             try:
-                lost = _pool(workers, context, settings, rest, done)
+                lost = _pool(workers, context, settings, rest, done, blame)
             finally:
                 gc.unfreeze()
         finally:
             for head_start in started:  # ended long ago, as a rule; what one left (it died) is lost like the rest
-                lost += head_start.finish(done)
+                left, culprits = head_start.finish(done)
+                lost += left
+                blame(culprits)
         return sorted(lost)
 
 
@@ -199,11 +212,12 @@ def _head_starts(settings: ScanSettings, head: list[Chunk], heavy: list[str], co
     return started, [{i: u for i, u in chunk.items() if i not in taken} for chunk in head]
 
 
-def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[Chunk], done: Done) -> list[int]:
+def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[Chunk], done: Done, blame: Blame) -> list[int]:
     """The units of `chunks` through a pool of `workers` processes, each chunk's batches sent as it comes (the
     walk goes on meanwhile, and waits while more than QUEUED_BATCHES a worker are queued, so what is pending,
     and looked over after each chunk, stays that size on a tree of any size); the indices lost to a broken
-    pool. Every chunk is taken, even from a broken pool."""
+    pool, but those that `blame` is given: a worker died of its own doing scanning them. Every chunk is taken,
+    even from a broken pool."""
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait  # noqa: PLC0415
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
@@ -221,7 +235,11 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
             for index, result in zip(batch, collected, strict=True):
                 done(index, result)
 
-    with ProcessPoolExecutor(workers, context, _init_worker, (settings,)) as pool:
+    board = culprits.Board(context, workers)
+    with ProcessPoolExecutor(workers, context, _init_worker, (settings, board.parts)) as pool:
+        # The workers, by pid, for their exit codes once the pool is down: a private attribute (CPython 3.2 to
+        # 3.14 at least); without it a death blames nothing, and the units it took down are all retried.
+        processes = getattr(pool, "_processes", None)
         broken = False
         for chunk in chunks:
             if broken:
@@ -229,7 +247,7 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
                 continue
             try:
                 for batch in _batches(chunk, workers):
-                    pending[pool.submit(_scan_batch_in_worker, [chunk[i] for i in batch])] = batch
+                    pending[pool.submit(_scan_batch_in_worker, batch, [chunk[i] for i in batch])] = batch
             except BrokenProcessPool:
                 broken = True
                 sent = {i for batch in pending.values() for i in batch}
@@ -241,6 +259,10 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             collect(finished)
+    if lost and isinstance(processes, dict):  # the pool has shut down: every worker has ended
+        found = board.culprits(processes.values())
+        blame({index: reason for index, reason in found.items() if index in lost})
+        lost = [index for index in lost if index not in found]
     return sorted(lost)
 
 
@@ -284,8 +306,17 @@ def _batches(units: dict[int, Unit], jobs: int) -> list[list[int]]:
     return [batches[b] for b in order]
 
 
-def _scan_batch_in_worker(units: list[Unit]) -> list[Collected]:
-    return _scan_batch(_WORKER_SETTINGS[0], units)
+def _scan_batch_in_worker(indices: list[int], units: list[Unit]) -> list[Collected]:
+    """In a pool's worker: each unit scanned with its index posted on the board (culprits.py)."""
+    settings = _WORKER_SETTINGS[0]
+    try:
+        out = []
+        for index, unit in zip(indices, units, strict=True):
+            culprits.post(index)
+            out.append(scan_unit(settings, unit))
+        return out
+    finally:
+        culprits.post(culprits.IDLE)
 
 
 def _scan_batch(settings: ScanSettings, units: list[Unit]) -> list[Collected]:

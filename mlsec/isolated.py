@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Iterable
 from typing import BinaryIO, NoReturn
 
+from mlsec.culprits import BUG, how_it_died, its_own_doing
 from mlsec.deadline import exit_on_overrun
 from mlsec.executors import Chunk, Done, one_native_thread
 from mlsec.inputs import Unit
@@ -35,7 +36,6 @@ from mlsec.scan_unit import Collected, ScanSettings, scan_unit
 
 log = logging.getLogger(__name__)
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
-_BUG = 70  # a child's exit status when mlsec itself failed in it (EX_SOFTWARE)
 
 
 class Isolated:
@@ -51,7 +51,8 @@ class Isolated:
                 finished, status = _in_child(settings, left, done)
                 if finished < len(left):  # the child died scanning left[finished]
                     index, unit = left[finished]
-                    error = ScanError(unit.path, _how_it_died(status), None, "executor", "WorkerDied")
+                    reason = how_it_died(os.waitstatus_to_exitcode(status))
+                    error = ScanError(unit.path, reason, None, "executor", "WorkerDied")
                     done(index, Collected(errors=[error]))
                     finished += 1
                 left = left[finished:]
@@ -108,7 +109,7 @@ def _child(settings: ScanSettings, units: list[Unit], reading: int | None, writi
         code = 130
     except BaseException as exc:  # scan_unit turns a scanner's failure into an error: this is mlsec's own bug
         log.error("mlsec failed in a worker process: %s: %s", type(exc).__name__, exc)  # the file's error says more
-        code = _BUG
+        code = BUG
     finally:
         _flush_std_streams()
         os._exit(code)
@@ -148,35 +149,16 @@ class HeadStart:
         if self.pid == 0:
             _child(settings, [unit for _, unit in units], None, os.dup(self.results.fileno()))
 
-    def finish(self, done: Done) -> list[int]:
-        """Wait for the child, hand each result it wrote to `done`; the indices of the units it left unscanned (it
-        died), for the caller to scan again."""
-        os.waitpid(self.pid, 0)
+    def finish(self, done: Done) -> tuple[list[int], dict[int, str]]:
+        """Wait for the child, hand each result it wrote to `done`. Where it died: the indices of the units it left
+        unscanned, for the caller to scan again, but the one it died on when it died of its own doing
+        (culprits.its_own_doing), which is given apart with how it died."""
+        _, status = os.waitpid(self.pid, 0)
         with self.results:
             self.results.seek(0)
             finished = _read_results(self.results, self.units, done)
-        return [index for index, _ in self.units[finished:]]
-
-
-def _how_it_died(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        why = {
-            "SIGPROF": "native code still running at twice max_seconds of CPU",
-            "SIGKILL": "killed, for example by the out-of-memory killer",
-            "SIGSEGV": "a crash in native code",
-            "SIGBUS": "a crash in native code",
-            "SIGABRT": "native code aborted",
-        }.get(name, "ended by a signal")
-        return f"its worker process died while scanning it: {name} ({why})"
-    code = os.waitstatus_to_exitcode(status)
-    if code == _BUG:
-        return (
-            "mlsec failed in its worker process while scanning it: a bug; please report it with the output of the"
-            " same command run with --debug"
-        )
-    return f"its worker process ended with status {code} while scanning it"
+        left = [index for index, _ in self.units[finished:]]
+        code = os.waitstatus_to_exitcode(status)
+        if left and its_own_doing(code):
+            return left[1:], {left[0]: how_it_died(code)}
+        return left, {}

@@ -308,8 +308,8 @@ def test_without_room_for_a_temporary_file_the_pool_scans_everything() -> None:
 
 
 def test_a_head_start_that_dies_costs_only_its_file(tmp_path: Path) -> None:
-    """The head start's child crashes on its first file: what it had not scanned goes to the pool with the rest,
-    and the file that crashed it is, in the end, the one error."""
+    """The head start's child crashes on its first file: that file is the one error, at once (the child died of its
+    own doing on it: culprits.its_own_doing), and what the child had not scanned goes to the pool with the rest."""
     models = tmp_path / "models"
     models.mkdir()
     for i in range(30):
@@ -320,6 +320,7 @@ def test_a_head_start_that_dies_costs_only_its_file(tmp_path: Path) -> None:
     assert child.returncode == 3, child.stderr[-3000:]
     report = ScanReport.from_json(child.stdout)
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights0.npy", "WorkerDied")]
+    assert "SIGSEGV (a crash in native code)" in report.errors[0].reason
     assert len(report.artifacts) == 32
 
 

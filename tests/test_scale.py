@@ -108,30 +108,46 @@ def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: 
     assert _body(pooled) == _body(expected)
 
 
-def test_a_file_stuck_in_native_code_costs_its_worker_not_the_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("does", ["hang", "crash"])
+def test_a_file_that_ends_its_pool_worker_is_an_error_after_one_try(
+    tmp_path: Path, does: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The SIGALRM deadline cannot stop a call inside C (here PBKDF2 with 200 million rounds, which never checks for
-    signals): a pool's worker ends at twice max_seconds of CPU, and that one file is an error in a finished scan."""
+    signals): a pool's worker ends at twice max_seconds of CPU. Or native code crashes it. Either way that one file
+    is an error in a finished scan, and it was tried once: the worker's cell on the board names it (culprits.py),
+    so neither a fresh pool nor a pool of its own tries it again (twice max_seconds each, for a hang)."""
+    import ctypes
+    import faulthandler
     import hashlib
 
     from mlsec import deadline, executors
     from mlsec.scanners.numpy import NumpyScanner
 
+    (tmp_path / "models").mkdir()
     for i in range(6):
-        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", tmp_path / f"weights{i}.npy")
+        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", tmp_path / "models" / f"weights{i}.npy")
+    tries = tmp_path / "tries"
     real_scan = NumpyScanner.scan
 
-    def stuck_on_the_third(self: NumpyScanner, blob: object, ctx: object) -> object:
+    def hostile_to_the_fourth(self: NumpyScanner, blob: object, ctx: object) -> object:
         if str(getattr(blob, "path", "")).endswith("weights3.npy"):
+            with tries.open("a") as noted:
+                noted.write("tried\n")
+            if does == "crash":
+                faulthandler.disable()  # in this worker only: pytest's would print the crash's stack
+                ctypes.string_at(0)
             hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)  # half a minute of C, no signal check
         return real_scan(self, blob, ctx)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(NumpyScanner, "scan", stuck_on_the_third)
+    monkeypatch.setattr(NumpyScanner, "scan", hostile_to_the_fourth)
     monkeypatch.setattr(executors, "_start_method", lambda: "fork")  # the workers are this process's, patched
     started = time.monotonic()
-    report = scan([str(tmp_path)], jobs=2, limits=ScanLimits(max_seconds=0.5))
+    report = scan([str(tmp_path / "models")], jobs=2, limits=ScanLimits(max_seconds=0.5))
     assert time.monotonic() - started < 30  # not after the call came back by itself
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights3.npy", "WorkerDied")]
-    assert "twice max_seconds" in report.errors[0].reason
+    expected = "SIGPROF (native code still running at twice max_seconds" if does == "hang" else "SIGSEGV (a crash"
+    assert expected in report.errors[0].reason
+    assert tries.read_text() == "tried\n"
     assert sorted(Path(a.path).name for a in report.artifacts) == [f"weights{i}.npy" for i in (0, 1, 2, 4, 5)]
     assert not deadline._OVERRUN_ENDS  # noqa: SLF001 - the scan's own process never ends itself
 
