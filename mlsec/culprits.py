@@ -1,66 +1,124 @@
-"""Which file a worker process was scanning when it died, and what its death says.
+"""Which file a worker process was scanning when it died, what its death says, and workers blocked for good.
 
-A pool's workers each post, in memory they share with the pool's parent (a Board), the index of the unit they
-are scanning, and IDLE between batches. When a worker dies of its own doing (a crash in native code, its own
-overrun timer: see its_own_doing), the parent reads the dead worker's cell once the pool has shut down and
-reports that unit as an error at once. Before, it could not tell which of the units in flight had done it: it
-scanned them all again in a fresh pool, then each alone, so a file stuck in C cost three overruns of twice
-max_seconds of CPU, not one. A worker killed from outside (SIGKILL: the out-of-memory killer may pick any big
-process) blames nothing: its units are scanned again, as before.
+Workers (a pool's, an isolated scan's child) each post, in memory they share with their parent (a Board), the
+index of the unit they are scanning (IDLE between batches), and while an artifact's deadline is armed, when it
+counts as overrun: twice max_seconds, as the CPU timer that ends a worker spinning in native code
+(deadline.exit_on_overrun). Two things follow:
+
+- When a worker dies of its own doing (a crash in native code, its CPU timer: see its_own_doing), the parent
+  reads the dead worker's cells and reports that unit as an error at once. Before, a pool could not tell which
+  of the units in flight had done it: it scanned them all again in a fresh pool, then each alone, so a file
+  stuck in C cost three overruns of twice max_seconds of CPU, not one. A worker killed from outside (SIGKILL:
+  the out-of-memory killer may pick any big process) blames nothing: its units are scanned again, as before.
+- A worker blocked inside native code (a deadlock, a wait that never ends) uses no CPU, so its timer never
+  fires, and Python's signal handlers do not run until the native call returns. The parent, waiting for
+  results, looks at the board every WATCH_SECONDS and ends a worker past its overrun time by the wall clock
+  (stop_overdue); that unit is the error.
 """
 
 from __future__ import annotations
 
+import logging
+import mmap
 import os
 import signal
+import time
 from collections.abc import Iterable
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 IDLE = -1
 BUG = 70  # a worker's exit status when mlsec itself failed in it (EX_SOFTWARE)
+WATCH_SECONDS = 1.0  # how often a parent waiting on its workers looks for one blocked past its limit (stop_overdue)
+_PAIR = 3  # cells a worker: its pid, the unit it is scanning (IDLE: none), when its deadline counts as overrun (arm)
 _SELF_INFLICTED = {"SIGPROF", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"}
-_POSTED: list[Any] = []  # in a pool's worker: [the board's cells, this worker's cell]
+_POSTED: list[Any] = []  # in a worker: [the board's cells, where its own begin]
+_BLOCKED = (
+    "its worker process was stopped while scanning it: native code blocked past twice max_seconds of wall-clock"
+    " time without using the CPU"
+)
 
 
 class Board:
-    """Shared cells for `workers` worker processes of `context` (a multiprocessing context): a pair each, the
-    worker's pid and the unit it is scanning. Handed to each worker at its start (`parts`, to join)."""
+    """Cells shared by a parent and its workers (a triple each: the worker's pid, the unit it is scanning, when the
+    deadline it has armed counts as overrun). `for_pool`: multiprocessing's shared memory, handed to each worker at
+    its start (`parts`, to join); `for_child`: memory a forked child inherits, its one triple taken (sit)."""
 
-    def __init__(self, context: Any, workers: int) -> None:
-        self.cells = context.Array("q", 2 * workers, lock=False)
-        self.taken = context.Value("i", 0)  # how many workers have joined: the next one's pair
+    def __init__(self, cells: Any, taken: Any = None) -> None:
+        self.cells, self.taken = cells, taken
+        self.stopped: dict[int, int] = {}  # pid -> unit, of the workers stop_overdue ended
+
+    @classmethod
+    def for_pool(cls, context: Any, workers: int) -> Board:
+        return cls(context.Array("q", _PAIR * workers, lock=False), context.Value("i", 0))
+
+    @classmethod
+    def for_child(cls) -> Board:
+        return cls(memoryview(mmap.mmap(-1, 8 * _PAIR)).cast("q"))
 
     @property
     def parts(self) -> tuple[Any, Any]:
         return self.cells, self.taken
 
-    def culprits(self, processes: Iterable[Any]) -> dict[int, str]:
-        """The units whose worker died of its own doing while scanning them, with how it died; `processes` are
-        the pool's ended workers (multiprocessing.Process)."""
-        ended = {p.pid: p.exitcode for p in processes}
-        found = {}
-        for pair in range(len(self.cells) // 2):
-            pid, index = self.cells[2 * pair], self.cells[2 * pair + 1]
-            code = ended.get(pid)
-            if index != IDLE and code is not None and its_own_doing(code):
+    def stop_overdue(self) -> None:
+        """End (SIGKILL) every worker whose armed deadline is overrun by wall-clock time: its CPU timer would have
+        ended it had it used the CPU (deadline.exit_on_overrun), so it is blocked inside native code, where no
+        signal handler of Python's runs."""
+        now = time.monotonic_ns()  # CLOCK_MONOTONIC: one clock for every process of the machine
+        for base in range(0, len(self.cells), _PAIR):
+            pid, index, overrun_at = self.cells[base], self.cells[base + 1], self.cells[base + 2]
+            if pid and index != IDLE and overrun_at and now > overrun_at and pid not in self.stopped:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                log.debug("stopped worker %d: blocked on unit %d", pid, index)
+                self.stopped[pid] = index
+
+    def culprits(self, ended: Iterable[tuple[int, int | None]]) -> dict[int, str]:
+        """The units whose worker died of its own doing (or was stopped, blocked) while scanning them, with how;
+        `ended`: the pool's workers once it has shut down, as (pid, exit code) pairs."""
+        codes = dict(ended)
+        found = {index: _BLOCKED for index in self.stopped.values()}
+        for base in range(0, len(self.cells), _PAIR):
+            pid, index = self.cells[base], self.cells[base + 1]
+            code = codes.get(pid)
+            if index != IDLE and pid not in self.stopped and code is not None and its_own_doing(code):
                 found[index] = how_it_died(code)
         return found
 
+    def verdict(self, exitcode: int) -> str:
+        """Why the one worker of a for_child board ended with `exitcode` while scanning a unit."""
+        return _BLOCKED if self.stopped else how_it_died(exitcode)
+
 
 def join(cells: Any, taken: Any) -> None:
-    """In a worker at its start: take the board's next pair, and post this process's pid there."""
+    """In a pool's worker at its start: take the board's next triple, and post this process's pid there."""
     with taken.get_lock():
         pair = taken.value
         taken.value += 1
-    if 2 * pair + 1 < len(cells):
-        cells[2 * pair], cells[2 * pair + 1] = os.getpid(), IDLE
-        _POSTED[:] = [cells, 2 * pair + 1]
+    if _PAIR * (pair + 1) <= len(cells):
+        sit(cells, pair)
+
+
+def sit(cells: Any, pair: int) -> None:
+    """In a worker: the triple `pair` of `cells` is this process's."""
+    base = _PAIR * pair
+    cells[base], cells[base + 1], cells[base + 2] = os.getpid(), IDLE, 0
+    _POSTED[:] = [cells, base]
 
 
 def post(index: int) -> None:
-    """In a worker: it is scanning the unit `index` now (IDLE: none). A no-op outside a pool's worker."""
+    """In a worker: it is scanning the unit `index` now (IDLE: none). A no-op outside a worker."""
     if _POSTED:
-        _POSTED[0][_POSTED[1]] = index
+        _POSTED[0][_POSTED[1] + 1] = index
+
+
+def arm(overrun_at: int) -> None:
+    """In a worker: the deadline armed now counts as overrun at `overrun_at` (time.monotonic_ns; 0: disarmed)."""
+    if _POSTED:
+        _POSTED[0][_POSTED[1] + 2] = overrun_at
 
 
 def its_own_doing(exitcode: int) -> bool:

@@ -8,7 +8,8 @@ A process that is only a scan's worker (a pool's, a Ray task's) also ends when a
 have used twice the limit in CPU time (and at least a second more), which only a call stuck inside
 native code can have done (a crafted HDF5 or Parquet file sending a C library round in circles): a
 second timer, ITIMER_PROF, whose SIGPROF nothing handles, so the kernel ends the process without
-Python's help; the executor then reports that artifact as an error instead of waiting for ever.
+Python's help; the executor then reports that artifact as an error instead of waiting for ever. Native code
+blocked without using the CPU is ended at the same time, by the wall clock, by the worker's parent (culprits.py).
 (faulthandler's watchdog would do it by wall time, but starts a thread each time it is armed: 37 us
 an artifact against 0.7 for a timer.)
 """
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
+
+from mlsec import culprits
 
 try:  # the C function signal.signal wraps: the wrapper's enum conversion raises and catches a ValueError for
     from _signal import signal as _set_handler  # every Python handler, 3 of the 5 us each artifact cost
@@ -47,13 +51,16 @@ class deadline:  # noqa: N801 - used as `with deadline(seconds):`, like a functi
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
             self.armed = True
             if _OVERRUN_ENDS:
-                signal.setitimer(signal.ITIMER_PROF, self.seconds + max(self.seconds, 1.0))
+                overrun = self.seconds + max(self.seconds, 1.0)
+                signal.setitimer(signal.ITIMER_PROF, overrun)
+                culprits.arm(time.monotonic_ns() + int(overrun * 1e9))  # the parent's watch, for a wait without CPU
 
     def __exit__(self, *exc: object) -> None:
         if self.armed:
             self.armed = False
             if _OVERRUN_ENDS:
                 signal.setitimer(signal.ITIMER_PROF, 0)
+                culprits.arm(0)
             signal.setitimer(signal.ITIMER_REAL, 0)
             _set_handler(signal.SIGALRM, signal.SIG_DFL if self.previous is None else self.previous)  # None: not set from Python
 

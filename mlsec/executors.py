@@ -235,7 +235,7 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
             for index, result in zip(batch, collected, strict=True):
                 done(index, result)
 
-    board = culprits.Board(context, workers)
+    board = culprits.Board.for_pool(context, workers)
     with ProcessPoolExecutor(workers, context, _init_worker, (settings, board.parts)) as pool:
         # The workers, by pid, for their exit codes once the pool is down: a private attribute (CPython 3.2 to
         # 3.14 at least); without it a death blames nothing, and the units it took down are all retried.
@@ -254,13 +254,15 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
                 lost.extend(i for i in chunk if i not in sent)
             collect([future for future in pending if future.done()])
             while len(pending) > QUEUED_BATCHES * workers:  # the walk waits: every worker has enough queued
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                finished, _ = wait(pending, culprits.WATCH_SECONDS, FIRST_COMPLETED)
                 collect(finished)
+                board.stop_overdue()
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, culprits.WATCH_SECONDS, FIRST_COMPLETED)
             collect(finished)
-    if lost and isinstance(processes, dict):  # the pool has shut down: every worker has ended
-        found = board.culprits(processes.values())
+            board.stop_overdue()
+    if lost:  # the pool has shut down: every worker has ended
+        found = board.culprits((p.pid, p.exitcode) for p in processes.values()) if isinstance(processes, dict) else {}
         blame({index: reason for index, reason in found.items() if index in lost})
         lost = [index for index in lost if index not in found]
     return sorted(lost)

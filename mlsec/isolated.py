@@ -4,8 +4,10 @@ In the caller's own process, a crash inside a C extension (a hostile ONNX or pro
 reader) would end the command without a report, and a C call that never returns would hang it: the per-artifact
 timer interrupts Python code only. Here each chunk of units is scanned in a child forked for it, which sends
 back each unit's result as it finishes, through a pipe; it ends itself once an artifact's scanners have used
-twice max_seconds of CPU (deadline.exit_on_overrun). When it dies, the results it sent stand, the unit it was
-scanning is an error that says how it died, and a fresh child takes the units after it.
+twice max_seconds of CPU (deadline.exit_on_overrun), and is stopped by this process, which watches its board
+while it waits, once they have taken twice max_seconds of wall-clock time blocked without the CPU (culprits.py).
+When it dies, the results it sent stand, the unit it was scanning is an error that says how it died, and a fresh
+child takes the units after it.
 
 Only where forking is cheap and safe (executors.forks_cheaply: Linux, no other thread). One file costs a command
 10 ms more than a scan in process; a pool of one worker cost 15 ms (its threads, queues and shutdown).
@@ -18,16 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import os
 import pickle
+import select
 import signal
+import struct
 import sys
 import tempfile
-from collections.abc import Iterable
-from typing import BinaryIO, NoReturn
+from collections.abc import Iterable, Iterator
+from typing import NoReturn
 
-from mlsec.culprits import BUG, how_it_died, its_own_doing
+from mlsec import culprits
+from mlsec.culprits import BUG, WATCH_SECONDS, Board, its_own_doing
 from mlsec.deadline import exit_on_overrun
 from mlsec.executors import Chunk, Done, one_native_thread
 from mlsec.inputs import Unit
@@ -36,6 +42,7 @@ from mlsec.scan_unit import Collected, ScanSettings, scan_unit
 
 log = logging.getLogger(__name__)
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+_FRAME = struct.Struct("<Q")  # each result a child writes: its length, then its pickle
 
 
 class Isolated:
@@ -48,63 +55,109 @@ class Isolated:
             left = list(chunk.items())
             preload(heavy_modules((unit.path for _, unit in left), at_least=1))
             while left:
-                finished, status = _in_child(settings, left, done)
+                finished, status, board = _in_child(settings, left, done)
                 if finished < len(left):  # the child died scanning left[finished]
                     index, unit = left[finished]
-                    reason = how_it_died(os.waitstatus_to_exitcode(status))
+                    reason = board.verdict(os.waitstatus_to_exitcode(status))
                     error = ScanError(unit.path, reason, None, "executor", "WorkerDied")
                     done(index, Collected(errors=[error]))
                     finished += 1
                 left = left[finished:]
 
 
-def _in_child(settings: ScanSettings, units: list[tuple[int, Unit]], done: Done) -> tuple[int, int]:
-    """Scan `units` in a forked child, handing each result to `done` as it arrives; how many arrived, and the
-    child's wait status."""
+def _in_child(settings: ScanSettings, units: list[tuple[int, Unit]], done: Done) -> tuple[int, int, Board]:
+    """Scan `units` in a forked child, handing each result to `done` as it arrives; how many arrived, the child's
+    wait status, and the board it posted its progress on."""
+    board = Board.for_child()
     reading, writing = os.pipe()
     pid = _fork()
     if pid == 0:
-        _child(settings, [unit for _, unit in units], reading, writing)
+        _child(settings, [unit for _, unit in units], board, reading, writing)
     os.close(writing)
     try:
-        with os.fdopen(reading, "rb") as results:
-            finished = _read_results(results, units, done)
+        finished = _read_results(_frames_from(reading, board), units, done)
     except BaseException:  # this process is stopping (an interrupt, a failed store): so does the child
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
+    finally:
+        os.close(reading)
     _, status = os.waitpid(pid, 0)
-    return finished, status
+    return finished, status, board
 
 
-def _read_results(results: BinaryIO, units: list[tuple[int, Unit]], done: Done) -> int:
-    """Hand each result a child wrote to `results` (in the order of `units`) to `done`, until the end or a result
-    torn by the child's death; how many there were."""
+def _read_results(frames: Iterator[bytes], units: list[tuple[int, Unit]], done: Done) -> int:
+    """Hand each result a child wrote (`frames`, in the order of `units`) to `done`, until the end or a result torn
+    by the child's death; how many there were."""
     finished = 0
-    while finished < len(units):
+    for frame in itertools.islice(frames, len(units)):
         try:
-            collected = pickle.load(results)  # noqa: S301 - written by our own child
-        except Exception:  # noqa: BLE001 - the end of the stream, or a torn result
+            collected = pickle.loads(frame)  # noqa: S301 - written by our own child
+        except Exception:  # noqa: BLE001 - a torn result
             break
         done(units[finished][0], collected)
         finished += 1
     return finished
 
 
-def _child(settings: ScanSettings, units: list[Unit], reading: int | None, writing: int) -> NoReturn:
-    """The forked child: scan `units` in order, each result written to `writing` (a pipe's end, or a file) as it is
-    ready, then end without running anything of the parent's (atexit handlers, open connections' finalizers)."""
+def _frames_from(pipe: int, board: Board) -> Iterator[bytes]:
+    """Each result a child writes to `pipe` (a length, then the pickle), as it comes, until the pipe's end or a torn
+    result. While none comes, the child is stopped if it is blocked (Board.stop_overdue), every WATCH_SECONDS."""
+    poller = select.poll()
+    poller.register(pipe, select.POLLIN)
+    while True:
+        while not poller.poll(int(WATCH_SECONDS * 1000)):
+            board.stop_overdue()
+        header = _read_exactly(pipe, _FRAME.size)
+        body = _read_exactly(pipe, _FRAME.unpack(header)[0]) if header else None
+        if body is None:
+            return
+        yield body
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    """`size` bytes from `fd` (a pipe: a read may return fewer), or None where it ends first."""
+    parts, left = [], size
+    while left:
+        part = os.read(fd, min(left, 1 << 20))
+        if not part:
+            return None
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _frames_in(data: bytes) -> Iterator[bytes]:
+    """The results in `data`, a whole file a child wrote (HeadStart), until its end or a torn result."""
+    at = 0
+    while at + _FRAME.size <= len(data):
+        (size,) = _FRAME.unpack_from(data, at)
+        at += _FRAME.size
+        if at + size > len(data):
+            return
+        yield data[at : at + size]
+        at += size
+
+
+def _child(settings: ScanSettings, units: list[Unit], board: Board, reading: int | None, writing: int) -> NoReturn:
+    """The forked child: scan `units` in order, posting each on `board`, each result written to `writing` (a pipe's
+    end, or a file) as it is ready, then end without running anything of the parent's (atexit handlers, open
+    connections' finalizers)."""
     code = 0
     try:
         if reading is not None:
             os.close(reading)
         one_native_thread()
         exit_on_overrun()
-        with os.fdopen(writing, "wb") as pipe:
-            for unit in units:
-                pickle.dump(scan_unit(settings, unit), pipe, protocol=_PROTOCOL)
-                pipe.flush()
+        culprits.sit(board.cells, 0)
+        with os.fdopen(writing, "wb") as out:
+            for position, unit in enumerate(units):
+                culprits.post(position)
+                result = pickle.dumps(scan_unit(settings, unit), protocol=_PROTOCOL)
+                out.write(_FRAME.pack(len(result)))
+                out.write(result)
+                out.flush()
     except KeyboardInterrupt:  # the terminal's interrupt reaches the parent too, which says so
         code = 130
     except BaseException as exc:  # scan_unit turns a scanner's failure into an error: this is mlsec's own bug
@@ -144,21 +197,37 @@ class HeadStart:
 
     def __init__(self, settings: ScanSettings, units: list[tuple[int, Unit]]) -> None:
         self.units = units
+        self.board = Board.for_child()
         self.results = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish()
         self.pid = _fork()
         if self.pid == 0:
-            _child(settings, [unit for _, unit in units], None, os.dup(self.results.fileno()))
+            _child(settings, [unit for _, unit in units], self.board, None, os.dup(self.results.fileno()))
 
     def finish(self, done: Done) -> tuple[list[int], dict[int, str]]:
-        """Wait for the child, hand each result it wrote to `done`. Where it died: the indices of the units it left
-        unscanned, for the caller to scan again, but the one it died on when it died of its own doing
-        (culprits.its_own_doing), which is given apart with how it died."""
-        _, status = os.waitpid(self.pid, 0)
+        """Wait for the child (stopped if blocked), hand each result it wrote to `done`. Where it died: the indices of
+        the units it left unscanned, for the caller to scan again, but the one it died on when it died of its own
+        doing (culprits.its_own_doing) or was stopped, which is given apart with how it died."""
+        status = _wait(self.pid, self.board)
         with self.results:
             self.results.seek(0)
-            finished = _read_results(self.results, self.units, done)
+            finished = _read_results(_frames_in(self.results.read()), self.units, done)
         left = [index for index, _ in self.units[finished:]]
         code = os.waitstatus_to_exitcode(status)
-        if left and its_own_doing(code):
-            return left[1:], {left[0]: how_it_died(code)}
+        if left and (self.board.stopped or its_own_doing(code)):
+            return left[1:], {left[0]: self.board.verdict(code)}
         return left, {}
+
+
+def _wait(pid: int, board: Board) -> int:
+    """The wait status of the child `pid`, stopped meanwhile if it is blocked (Board.stop_overdue); where a pidfd
+    cannot be had (Linux before 5.3), a plain wait."""
+    try:
+        ended = os.pidfd_open(pid)  # readable once the child has ended
+    except (AttributeError, OSError):
+        return os.waitpid(pid, 0)[1]
+    try:
+        while not select.select([ended], [], [], WATCH_SECONDS)[0]:
+            board.stop_overdue()
+    finally:
+        os.close(ended)
+    return os.waitpid(pid, 0)[1]

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from mlsec.executors import InProcess
 from mlsec.report import ScanReport
 from mlsec.scan import Progress, _executor
@@ -22,9 +24,10 @@ from mlsec.scan import Progress, _executor
 from .conftest import FIXTURES
 
 # The command, with the NumPy scanner made hostile for one file: a segmentation fault (as a broken C extension
-# has), or half a minute inside C that never checks for signals (as a native parser stuck in a loop).
+# has), half a minute inside C that never checks for signals (as a native parser stuck in a loop), or half a minute
+# of waiting without the CPU where the deadline's signal is not acted on (as native code in a deadlock).
 _HOSTILE_CLI = """
-import ctypes, hashlib, os
+import ctypes, hashlib, os, signal, time
 from mlsec.cli import run
 from mlsec.scanners.numpy import NumpyScanner
 
@@ -35,6 +38,9 @@ def _hostile(self, blob, ctx):
     if os.path.basename(str(blob.path)) == os.environ["MLSEC_TEST_BAD_FILE"]:
         if os.environ["MLSEC_TEST_BAD_DOES"] == "crash":
             ctypes.string_at(0)
+        if os.environ["MLSEC_TEST_BAD_DOES"] == "block":  # a wait in C that never ends, and no handler of Python's runs
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(30)
         hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)
     return _real(self, blob, ctx)
 
@@ -117,6 +123,19 @@ def test_in_the_commands_own_process_the_same_crash_ends_the_command(tmp_path: P
     child = _hostile_scan("crash", "weights1.npy", *files, "-j", "1")
     assert child.returncode == -11
     assert child.stdout == ""
+
+
+def test_a_file_blocked_in_native_code_gets_its_worker_stopped_at_twice_max_seconds(tmp_path: Path) -> None:
+    """No CPU used, so the worker's own CPU timer never fires: its parent stops it by the wall clock (culprits.py)."""
+    files = _npy_files(tmp_path / "models", 3)
+    started = time.monotonic()
+    child = _hostile_scan("block", "weights1.npy", *files, "--limit", "max_seconds=0.5")
+    assert time.monotonic() - started < 25  # the wait alone would last half a minute
+    assert child.returncode == 3, child.stderr[-3000:]
+    report = ScanReport.from_json(child.stdout)
+    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights1.npy", "WorkerDied")]
+    assert "blocked past twice max_seconds of wall-clock time" in report.errors[0].reason
+    assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
 
 
 def test_a_file_stuck_in_native_code_ends_its_worker_at_twice_max_seconds(tmp_path: Path) -> None:
@@ -307,20 +326,24 @@ def test_without_room_for_a_temporary_file_the_pool_scans_everything() -> None:
     assert seen["same"]
 
 
-def test_a_head_start_that_dies_costs_only_its_file(tmp_path: Path) -> None:
-    """The head start's child crashes on its first file: that file is the one error, at once (the child died of its
-    own doing on it: culprits.its_own_doing), and what the child had not scanned goes to the pool with the rest."""
+@pytest.mark.parametrize(
+    ("does", "reason"), [("crash", "SIGSEGV (a crash in native code)"), ("block", "blocked past twice max_seconds")]
+)
+def test_a_head_start_that_dies_costs_only_its_file(tmp_path: Path, does: str, reason: str) -> None:
+    """The head start's child crashes on its first file, or blocks there and is stopped: that file is the one error,
+    at once (culprits.py), and what the child had not scanned goes to the pool with the rest."""
     models = tmp_path / "models"
     models.mkdir()
     for i in range(30):
         shutil.copyfile(FIXTURES / "models" / "benign" / "mlp.onnx", models / f"model{i:02d}.onnx")
     _npy_files(models / "arrays", 3)  # walked after the ONNX models: the head start's files
-    child = _hostile_scan("crash", "weights0.npy", str(models), "-j", "2", MLSEC_TEST_SHOW_HEAD_STARTS="1")
+    limit = ("--limit", "max_seconds=0.5")
+    child = _hostile_scan(does, "weights0.npy", str(models), "-j", "2", *limit, MLSEC_TEST_SHOW_HEAD_STARTS="1")
     assert "head start: weights0.npy" in child.stderr
     assert child.returncode == 3, child.stderr[-3000:]
     report = ScanReport.from_json(child.stdout)
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights0.npy", "WorkerDied")]
-    assert "SIGSEGV (a crash in native code)" in report.errors[0].reason
+    assert reason in report.errors[0].reason
     assert len(report.artifacts) == 32
 
 

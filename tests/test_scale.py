@@ -108,14 +108,15 @@ def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: 
     assert _body(pooled) == _body(expected)
 
 
-@pytest.mark.parametrize("does", ["hang", "crash"])
+@pytest.mark.parametrize("does", ["hang", "crash", "block"])
 def test_a_file_that_ends_its_pool_worker_is_an_error_after_one_try(
     tmp_path: Path, does: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The SIGALRM deadline cannot stop a call inside C (here PBKDF2 with 200 million rounds, which never checks for
-    signals): a pool's worker ends at twice max_seconds of CPU. Or native code crashes it. Either way that one file
-    is an error in a finished scan, and it was tried once: the worker's cell on the board names it (culprits.py),
-    so neither a fresh pool nor a pool of its own tries it again (twice max_seconds each, for a hang)."""
+    signals): a pool's worker ends at twice max_seconds of CPU. Or native code crashes it, or waits for ever without
+    the CPU where Python's signal handlers never run, and the pool's parent stops the worker by the wall clock. Each
+    way that one file is an error in a finished scan, and it was tried once: the worker's cells on the board name it
+    (culprits.py), so neither a fresh pool nor a pool of its own tries it again (twice max_seconds each)."""
     import ctypes
     import faulthandler
     import hashlib
@@ -136,6 +137,9 @@ def test_a_file_that_ends_its_pool_worker_is_an_error_after_one_try(
             if does == "crash":
                 faulthandler.disable()  # in this worker only: pytest's would print the crash's stack
                 ctypes.string_at(0)
+            if does == "block":  # a wait in C that never ends, and no handler of Python's runs meanwhile
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+                time.sleep(30)
             hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)  # half a minute of C, no signal check
         return real_scan(self, blob, ctx)  # type: ignore[arg-type]
 
@@ -145,7 +149,11 @@ def test_a_file_that_ends_its_pool_worker_is_an_error_after_one_try(
     report = scan([str(tmp_path / "models")], jobs=2, limits=ScanLimits(max_seconds=0.5))
     assert time.monotonic() - started < 30  # not after the call came back by itself
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights3.npy", "WorkerDied")]
-    expected = "SIGPROF (native code still running at twice max_seconds" if does == "hang" else "SIGSEGV (a crash"
+    expected = {
+        "hang": "SIGPROF (native code still running at twice max_seconds",
+        "crash": "SIGSEGV (a crash",
+        "block": "blocked past twice max_seconds of wall-clock time",
+    }[does]
     assert expected in report.errors[0].reason
     assert tries.read_text() == "tried\n"
     assert sorted(Path(a.path).name for a in report.artifacts) == [f"weights{i}.npy" for i in (0, 1, 2, 4, 5)]
