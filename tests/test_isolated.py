@@ -125,28 +125,24 @@ def test_in_the_commands_own_process_the_same_crash_ends_the_command(tmp_path: P
     assert child.stdout == ""
 
 
-def test_a_file_blocked_in_native_code_gets_its_worker_stopped_at_twice_max_seconds(tmp_path: Path) -> None:
-    """No CPU used, so the worker's own CPU timer never fires: its parent stops it by the wall clock (culprits.py)."""
+@pytest.mark.parametrize(
+    ("does", "reason"),
+    [
+        ("hang", "SIGPROF (native code still running at twice max_seconds of CPU)"),
+        ("block", "stopped while scanning it: native code blocked past twice max_seconds of wall-clock time"),
+    ],
+)
+def test_a_file_stuck_in_native_code_costs_its_worker_at_twice_max_seconds(tmp_path: Path, does: str, reason: str) -> None:
+    """Running in C, the worker ends itself at twice max_seconds of CPU; blocked there without the CPU (its own timer
+    never fires), it is stopped by its parent at twice max_seconds of wall-clock time (culprits.py)."""
     files = _npy_files(tmp_path / "models", 3)
     started = time.monotonic()
-    child = _hostile_scan("block", "weights1.npy", *files, "--limit", "max_seconds=0.5")
-    assert time.monotonic() - started < 25  # the wait alone would last half a minute
+    child = _hostile_scan(does, "weights1.npy", *files, "--limit", "max_seconds=0.5")
+    assert time.monotonic() - started < 25  # PBKDF2 alone would run for half a minute, and so would the wait
     assert child.returncode == 3, child.stderr[-3000:]
     report = ScanReport.from_json(child.stdout)
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights1.npy", "WorkerDied")]
-    assert "blocked past twice max_seconds of wall-clock time" in report.errors[0].reason
-    assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
-
-
-def test_a_file_stuck_in_native_code_ends_its_worker_at_twice_max_seconds(tmp_path: Path) -> None:
-    files = _npy_files(tmp_path / "models", 3)
-    started = time.monotonic()
-    child = _hostile_scan("hang", "weights1.npy", *files, "--limit", "max_seconds=0.5")
-    assert time.monotonic() - started < 25  # PBKDF2 alone would run for half a minute
-    assert child.returncode == 3, child.stderr[-3000:]
-    report = ScanReport.from_json(child.stdout)
-    assert [Path(e.path).name for e in report.errors] == ["weights1.npy"]
-    assert "SIGPROF (native code still running at twice max_seconds of CPU)" in report.errors[0].reason
+    assert reason in report.errors[0].reason
     assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
 
 
