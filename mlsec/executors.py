@@ -104,8 +104,8 @@ class ProcessPool:
                 units.update(chunk)
                 yield chunk
 
-        def blame(culprits: dict[int, str]) -> None:
-            for index, reason in culprits.items():
+        def blame(blamed: dict[int, str]) -> None:
+            for index, reason in blamed.items():
                 record(index, Collected(errors=[ScanError(units[index].path, reason, None, "executor", "WorkerDied")]))
 
         lost = self._round(settings, noted(chunks), self.jobs, record, blame)
@@ -166,9 +166,9 @@ class ProcessPool:
                 gc.unfreeze()
         finally:
             for head_start in started:  # ended long ago, as a rule; what one left (it died) is lost like the rest
-                left, culprits = head_start.finish(done)
+                left, blamed = head_start.finish(done)
                 lost += left
-                blame(culprits)
+                blame(blamed)
         return sorted(lost)
 
 
@@ -238,7 +238,7 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
     board = culprits.Board.for_pool(context, workers)
     with ProcessPoolExecutor(workers, context, _init_worker, (settings, board.parts)) as pool:
         # The workers, by pid, for their exit codes once the pool is down: a private attribute (CPython 3.2 to
-        # 3.14 at least); without it a death blames nothing, and the units it took down are all retried.
+        # 3.14 at least); without it only a worker stopped for blocking is blamed, and the rest are retried.
         processes = getattr(pool, "_processes", None)
         broken = False
         for chunk in chunks:
@@ -262,7 +262,7 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
             collect(finished)
             board.stop_overdue()
     if lost:  # the pool has shut down: every worker has ended
-        found = board.culprits((p.pid, p.exitcode) for p in processes.values()) if isinstance(processes, dict) else {}
+        found = board.culprits([(p.pid, p.exitcode) for p in processes.values()] if isinstance(processes, dict) else [])
         blame({index: reason for index, reason in found.items() if index in lost})
         lost = [index for index in lost if index not in found]
     return sorted(lost)
