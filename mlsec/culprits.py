@@ -14,14 +14,21 @@ counts as overrun: twice max_seconds, as the CPU timer that ends a worker spinni
   fires, and Python's signal handlers do not run until the native call returns. The parent, waiting for
   results, looks at the board every WATCH_SECONDS and ends a worker past its overrun time by the wall clock
   (stop_overdue); that unit is the error.
+
+A Ray task's worker may be on another machine: its board is a small file on its node (Attempt), which Ray's
+retry of the task reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
 import signal
+import stat
+import struct
+import tempfile
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -33,7 +40,12 @@ BUG = 70  # a worker's exit status when mlsec itself failed in it (EX_SOFTWARE)
 WATCH_SECONDS = 1.0  # how often a parent waiting on its workers looks for one blocked past its limit (stop_overdue)
 _PAIR = 3  # cells a worker: its pid, the unit it is scanning (IDLE: none), when its deadline counts as overrun (arm)
 _SELF_INFLICTED = {"SIGPROF", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"}
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _POSTED: list[Any] = []  # in a worker: [the board's cells, where its own begin]
+OVERRAN_BEFORE = (
+    "its Ray worker died while scanning it: native code still running at twice max_seconds of CPU (found by Ray's"
+    " retry of its task, which did not scan it again)"
+)
 _BLOCKED = (
     "its worker process was stopped while scanning it: native code blocked past twice max_seconds of wall-clock"
     " time without using the CPU"
@@ -119,6 +131,61 @@ def arm(overrun_at: int) -> None:
     """In a worker: the deadline armed now counts as overrun at `overrun_at` (time.monotonic_ns; 0: disarmed)."""
     if _POSTED:
         _POSTED[0][_POSTED[1] + 2] = overrun_at
+
+
+class Attempt:
+    """A Ray task's board: a file in its node's temporary directory named by the task's `batch` (unique to a scan),
+    mapped into memory, so that what the worker posts there outlives it. Ray retries a task whose worker died; a
+    retry on the same node (always, on one machine) reads there which unit the attempt before it was scanning, and
+    whether that unit's deadline had overrun (a worker still running native code at twice max_seconds of CPU ends
+    itself: deadline.exit_on_overrun). That unit is then an error, not scanned a second time. The file is removed
+    when an attempt ends, unless its worker dies; a retry on another node leaves it behind (24 bytes)."""
+
+    def __init__(self, batch: str) -> None:
+        uid = os.getuid() if hasattr(os, "getuid") else 0
+        self.folder = os.path.join(tempfile.gettempdir(), f"mlsec-ray-{uid}")
+        self.path = os.path.join(self.folder, batch)
+        self._cells: memoryview | None = None
+
+    def overran(self) -> int | None:
+        """The position of the unit whose deadline an earlier attempt at this batch overran before it died, if any."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
+            try:
+                pid, position, overrun_at = struct.unpack("<3q", os.read(fd, 8 * _PAIR))
+            finally:
+                os.close(fd)
+        except (OSError, struct.error):
+            return None
+        return position if pid and position != IDLE and overrun_at and time.monotonic_ns() > overrun_at else None
+
+    def __enter__(self) -> Attempt:
+        """This attempt posts on the batch's file from now on (where one can be written, in a folder of this user's
+        own: else on nothing)."""
+        try:
+            os.makedirs(self.folder, mode=0o700, exist_ok=True)
+            folder = os.lstat(self.folder)
+            if not stat.S_ISDIR(folder.st_mode) or (hasattr(os, "getuid") and folder.st_uid != os.getuid()):
+                raise PermissionError(f"{self.folder} is not a folder of this user's")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
+            try:
+                os.ftruncate(fd, 8 * _PAIR)
+                self._cells = memoryview(mmap.mmap(fd, 8 * _PAIR)).cast("q")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.debug("no record of this attempt in %s: %s", self.path, exc)
+            return self
+        sit(self._cells, 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cells is not None:
+            _POSTED.clear()  # the worker serves other tasks next
+            self._cells.release()
+            self._cells = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
 
 def its_own_doing(exitcode: int) -> bool:

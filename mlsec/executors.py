@@ -321,15 +321,28 @@ def _scan_batch_in_worker(indices: list[int], units: list[Unit]) -> list[Collect
         culprits.post(culprits.IDLE)
 
 
-def _scan_batch(settings: ScanSettings, units: list[Unit]) -> list[Collected]:
-    return [scan_unit(settings, unit) for unit in units]
+def _scan_batch(settings: ScanSettings, units: list[Unit], overran: int | None = None) -> list[Collected]:
+    """`units` scanned in order, each posted on this worker's board where it has one (culprits.post); the one at
+    position `overran` (an earlier attempt at the batch died overrunning on it: culprits.Attempt) is an error."""
+    out = []
+    for position, unit in enumerate(units):
+        if position == overran:
+            out.append(Collected(errors=[ScanError(unit.path, culprits.OVERRAN_BEFORE, None, "executor", "WorkerDied")]))
+            continue
+        culprits.post(position)
+        out.append(scan_unit(settings, unit))
+    return out
 
 
-def _scan_batch_from(directory: str | None, settings: ScanSettings, units: list[Unit]) -> list[Collected]:
+def _scan_batch_from(
+    directory: str | None, settings: ScanSettings, units: list[Unit], batch: str | None = None
+) -> list[Collected]:
     """A Ray task: `units` scanned from the driver's working `directory`, so that a relative path names the file
     it named there (a cluster's worker starts elsewhere); the worker's own directory is put back afterwards. Where
     the node has no such directory, a relative path's unit is an error that says so; absolute ones are scanned.
-    As in a pool's worker, an artifact stuck in native code ends the worker (deadline.exit_on_overrun)."""
+    As in a pool's worker, an artifact stuck in native code ends the worker (deadline.exit_on_overrun); Ray retries
+    the task, and the retry, reading the `batch`'s record on this node (culprits.Attempt), does not scan that file
+    again but reports it."""
     exit_on_overrun()  # a file stuck in native code ends this worker process, and Ray's retry then names the file
     try:
         previous: str | None = os.getcwd()
@@ -346,7 +359,12 @@ def _scan_batch_from(directory: str | None, settings: ScanSettings, units: list[
             for unit in units
         ]
     try:
-        return _scan_batch(settings, units)
+        if batch is None:
+            return _scan_batch(settings, units)
+        attempt = culprits.Attempt(batch)
+        overran = attempt.overran()  # read before this attempt's own record replaces it
+        with attempt:
+            return _scan_batch(settings, units, overran)
     finally:
         if previous is not None:
             with contextlib.suppress(OSError):
@@ -393,9 +411,10 @@ class Ray:
             here = os.getcwd()  # relative paths mean on every node what they mean here
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         refs: dict[Any, list[tuple[int, Unit]]] = {}  # each task: its units, by index
+        names = (f"{settings.scan_id or os.urandom(8).hex()}-{n}" for n in itertools.count())  # each task's own
 
         def submit(batch: list[tuple[int, Unit]]) -> None:
-            refs[task.remote(here, shared, [unit for _, unit in batch])] = batch
+            refs[task.remote(here, shared, [unit for _, unit in batch], next(names))] = batch
 
         def send(units: Chunk) -> None:
             for batch in _batches(units, cpus):  # as the pool: by bytes, a large file alone, biggest first

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -513,7 +514,7 @@ def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(
 
 
 _STUCK_HOOK = """
-import hashlib
+import hashlib, os
 from mlsec.scanners.numpy import NumpyScanner
 
 _real = NumpyScanner.scan
@@ -521,6 +522,8 @@ _real = NumpyScanner.scan
 
 def _stuck(self, blob, ctx):
     if str(blob.path).endswith("weights13.npy"):
+        with open(os.environ["MLSEC_TEST_TRIES"], "a") as tries:
+            tries.write("tried\\n")
         hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)  # half a minute of C, no signal check
     return _real(self, blob, ctx)
 
@@ -554,17 +557,52 @@ def _scan_40_files_on_hooked_ray(tmp_path: Path, hook: str, *args: str, **env: s
 
 
 def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path) -> None:
-    """Every Ray worker makes one file of 40 stick in C: that worker ends itself (twice max_seconds of CPU), Ray
-    retries the task once, then each file of the batch goes again alone, and only the stuck file is an error.
-    The command's JSON on standard output is whole, though Ray's driver prints there that a worker died."""
-    started = time.monotonic()
-    child = _scan_40_files_on_hooked_ray(tmp_path, _STUCK_HOOK, "--limit", "max_seconds=0.5")
+    """Every Ray worker makes one file of 40 stick in C: that worker ends itself (twice max_seconds of CPU), and Ray
+    retries the task, which reads on the node which file the attempt before it overran on (culprits.Attempt): that
+    file is the one error, tried once, and the batch's other files are scanned. The command's JSON on standard
+    output is whole, though Ray's driver prints there that a worker died."""
+    tries = tmp_path / "tries"
+    child = _scan_40_files_on_hooked_ray(tmp_path, _STUCK_HOOK, "--limit", "max_seconds=0.5", MLSEC_TEST_TRIES=str(tries))
     assert child.returncode == 3, child.stderr[-3000:]  # errors: the scan is incomplete
-    assert time.monotonic() - started < 120
     assert "A worker died" in child.stderr
     report = ScanReport.from_json(child.stdout)
-    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights13.npy", "RayError")]
+    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights13.npy", "WorkerDied")]
+    assert "found by Ray's retry of its task" in report.errors[0].reason
+    assert tries.read_text() == "tried\n"  # before: twice in its batch (Ray's retry), twice alone
     assert len(report.artifacts) == 39
+    assert not list(Path(tempfile.gettempdir(), f"mlsec-ray-{os.getuid()}").glob("*"))  # no record left behind
+
+
+@pytest.mark.parametrize(("overran", "blamed"), [(True, 2), (False, None)])
+def test_a_ray_attempt_reads_where_the_one_before_it_died(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overran: bool, blamed: int | None
+) -> None:
+    """What a worker left on its node when it died on the unit at position 2: the next attempt blames that unit only
+    where its deadline had overrun (the CPU timer ended the worker), not after a crash or a kill (retried)."""
+    from mlsec import culprits
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with culprits.Attempt("scan-7") as dying:
+        culprits.post(2)
+        culprits.arm(time.monotonic_ns() + (-1 if overran else 60 * 10**9))
+        left = Path(dying.path).read_bytes()  # what stays on the node: this worker does not get to end the attempt
+    assert not Path(dying.path).exists()  # an attempt that ends removes its record
+    Path(dying.path).write_bytes(left)
+    assert culprits.Attempt("scan-7").overran() == blamed
+    assert culprits.Attempt("scan-8").overran() is None
+
+
+def test_a_ray_attempt_keeps_no_record_in_a_folder_not_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlsec import culprits
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / f"mlsec-ray-{os.getuid()}").symlink_to(elsewhere)  # planted by someone else
+    with culprits.Attempt("scan-7"):
+        culprits.post(0)  # nowhere to post: the scan goes on without a record
+    assert not list(elsewhere.iterdir())
+    assert not culprits._POSTED  # noqa: SLF001
 
 
 _BROKEN_HOOK = """
@@ -572,7 +610,7 @@ import os
 from mlsec import executors
 
 
-def _broken(settings, units):
+def _broken(settings, units, overran=None):
     with open(os.environ["MLSEC_TEST_TASK_LOG"], "a") as log:
         log.write(f"{len(units)}\\n")
     raise RuntimeError("this node cannot scan")
