@@ -235,6 +235,13 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
             for index, result in zip(batch, collected, strict=True):
                 done(index, result)
 
+    def settle(queued: int) -> None:
+        """Collect results until at most `queued` batches are pending, stopping blocked workers meanwhile."""
+        while len(pending) > queued:
+            finished, _ = wait(pending, culprits.WATCH_SECONDS, FIRST_COMPLETED)
+            collect(finished)
+            board.stop_overdue()
+
     board = culprits.Board.for_pool(context, workers)
     with ProcessPoolExecutor(workers, context, _init_worker, (settings, board.parts)) as pool:
         # The workers, by pid, for their exit codes once the pool is down: a private attribute (CPython 3.2 to
@@ -253,14 +260,8 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
                 sent = {i for batch in pending.values() for i in batch}
                 lost.extend(i for i in chunk if i not in sent)
             collect([future for future in pending if future.done()])
-            while len(pending) > QUEUED_BATCHES * workers:  # the walk waits: every worker has enough queued
-                finished, _ = wait(pending, culprits.WATCH_SECONDS, FIRST_COMPLETED)
-                collect(finished)
-                board.stop_overdue()
-        while pending:
-            finished, _ = wait(pending, culprits.WATCH_SECONDS, FIRST_COMPLETED)
-            collect(finished)
-            board.stop_overdue()
+            settle(QUEUED_BATCHES * workers)  # the walk waits while every worker has enough queued
+        settle(0)
     if lost:  # the pool has shut down: every worker has ended
         found = board.culprits([(p.pid, p.exitcode) for p in processes.values()] if isinstance(processes, dict) else [])
         blame({index: reason for index, reason in found.items() if index in lost})
@@ -309,34 +310,30 @@ def _batches(units: dict[int, Unit], jobs: int) -> list[list[int]]:
 
 
 def _scan_batch_in_worker(indices: list[int], units: list[Unit]) -> list[Collected]:
-    """In a pool's worker: each unit scanned with its index posted on the board (culprits.py)."""
-    settings = _WORKER_SETTINGS[0]
+    """In a pool's worker: each unit posted on the board by its index in the walk (culprits.py), idle after."""
     try:
-        out = []
-        for index, unit in zip(indices, units, strict=True):
-            culprits.post(index)
-            out.append(scan_unit(settings, unit))
-        return out
+        return _scan_batch(_WORKER_SETTINGS[0], units, indices)
     finally:
         culprits.post(culprits.IDLE)
 
 
-def _scan_batch(settings: ScanSettings, units: list[Unit], overran: int | None = None) -> list[Collected]:
-    """`units` scanned in order, each posted on this worker's board where it has one (culprits.post); the one at
-    position `overran` (an earlier attempt at the batch died overrunning on it: culprits.Attempt) is an error."""
+def _scan_batch(
+    settings: ScanSettings, units: list[Unit], posted: list[int] | None = None, overran: int | None = None
+) -> list[Collected]:
+    """`units` scanned in order, each posted on this worker's board where it has one (culprits.post) as `posted`
+    names it (default: its position); the one at position `overran` (an earlier attempt at the batch died
+    overrunning on it: culprits.Attempt) is an error."""
     out = []
     for position, unit in enumerate(units):
         if position == overran:
             out.append(Collected(errors=[ScanError(unit.path, culprits.OVERRAN_BEFORE, None, "executor", "WorkerDied")]))
             continue
-        culprits.post(position)
+        culprits.post(posted[position] if posted else position)
         out.append(scan_unit(settings, unit))
     return out
 
 
-def _scan_batch_from(
-    directory: str | None, settings: ScanSettings, units: list[Unit], batch: str | None = None
-) -> list[Collected]:
+def _scan_batch_from(directory: str | None, settings: ScanSettings, units: list[Unit], batch: str) -> list[Collected]:
     """A Ray task: `units` scanned from the driver's working `directory`, so that a relative path names the file
     it named there (a cluster's worker starts elsewhere); the worker's own directory is put back afterwards. Where
     the node has no such directory, a relative path's unit is an error that says so; absolute ones are scanned.
@@ -359,12 +356,10 @@ def _scan_batch_from(
             for unit in units
         ]
     try:
-        if batch is None:
-            return _scan_batch(settings, units)
         attempt = culprits.Attempt(batch)
         overran = attempt.overran()  # read before this attempt's own record replaces it
         with attempt:
-            return _scan_batch(settings, units, overran)
+            return _scan_batch(settings, units, overran=overran)
     finally:
         if previous is not None:
             with contextlib.suppress(OSError):

@@ -101,23 +101,24 @@ def _read_results(frames: Iterator[bytes], units: list[tuple[int, Unit]], done: 
     return finished
 
 
-def _frames_from(pipe: int, board: Board) -> Iterator[bytes]:
-    """Each result a child writes to `pipe` (a length, then the pickle), as it comes, until the pipe's end or a torn
-    result. While none comes, the child is stopped if it is blocked (Board.stop_overdue), every WATCH_SECONDS."""
+def _frames_from(fd: int, board: Board) -> Iterator[bytes]:
+    """Each result a child writes to `fd` (a length, then the pickle; a pipe, or a file it has written), as it comes,
+    until the end or a torn result. While none comes, the child is stopped if it is blocked (Board.stop_overdue),
+    every WATCH_SECONDS."""
     poller = select.poll()
-    poller.register(pipe, select.POLLIN)
+    poller.register(fd, select.POLLIN)
     while True:
         while not poller.poll(int(WATCH_SECONDS * 1000)):
             board.stop_overdue()
-        header = _read_exactly(pipe, _FRAME.size)
-        body = _read_exactly(pipe, _FRAME.unpack(header)[0]) if header else None
+        header = _read_exactly(fd, _FRAME.size)
+        body = _read_exactly(fd, _FRAME.unpack(header)[0]) if header else None
         if body is None:
             return
         yield body
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:
-    """`size` bytes from `fd` (a pipe: a read may return fewer), or None where it ends first."""
+    """`size` bytes from `fd` (from a pipe a read may return fewer), or None where it ends first."""
     parts, left = [], size
     while left:
         part = os.read(fd, min(left, 1 << 20))
@@ -126,18 +127,6 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
         parts.append(part)
         left -= len(part)
     return b"".join(parts)
-
-
-def _frames_in(data: bytes) -> Iterator[bytes]:
-    """The results in `data`, a whole file a child wrote (HeadStart), until its end or a torn result."""
-    at = 0
-    while at + _FRAME.size <= len(data):
-        (size,) = _FRAME.unpack_from(data, at)
-        at += _FRAME.size
-        if at + size > len(data):
-            return
-        yield data[at : at + size]
-        at += size
 
 
 def _child(settings: ScanSettings, units: list[Unit], board: Board, reading: int | None, writing: int) -> NoReturn:
@@ -209,8 +198,8 @@ class HeadStart:
         doing (culprits.its_own_doing) or was stopped, which is given apart with how it died."""
         status = _wait(self.pid, self.board)
         with self.results:
-            self.results.seek(0)
-            finished = _read_results(_frames_in(self.results.read()), self.units, done)
+            os.lseek(self.results.fileno(), 0, os.SEEK_SET)  # where the child's writes left the shared offset
+            finished = _read_results(_frames_from(self.results.fileno(), self.board), self.units, done)
         left = [index for index, _ in self.units[finished:]]
         code = os.waitstatus_to_exitcode(status)
         if left and (self.board.stopped or its_own_doing(code)):

@@ -22,72 +22,12 @@ from mlsec.report import ScanReport
 from mlsec.scan import Progress, _executor
 
 from .conftest import FIXTURES
-
-# The command, with the NumPy scanner made hostile for one file: a segmentation fault (as a broken C extension
-# has), half a minute inside C that never checks for signals (as a native parser stuck in a loop), or half a minute
-# of waiting without the CPU where the deadline's signal is not acted on (as native code in a deadlock).
-_HOSTILE_CLI = """
-import ctypes, hashlib, os, signal, time
-from mlsec.cli import run
-from mlsec.scanners.numpy import NumpyScanner
-
-_real = NumpyScanner.scan
-
-
-def _hostile(self, blob, ctx):
-    if os.path.basename(str(blob.path)) == os.environ["MLSEC_TEST_BAD_FILE"]:
-        if os.environ["MLSEC_TEST_BAD_DOES"] == "crash":
-            ctypes.string_at(0)
-        if os.environ["MLSEC_TEST_BAD_DOES"] == "block":  # a wait in C that never ends, and no handler of Python's runs
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-            time.sleep(30)
-        hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)
-    return _real(self, blob, ctx)
-
-
-NumpyScanner.scan = _hostile
-if os.environ["MLSEC_TEST_BAD_DOES"] == "bug":  # mlsec itself fails on the file, not a scanner
-    from mlsec import isolated
-
-    _scan_unit = isolated.scan_unit
-
-    def _failing(settings, unit):
-        if os.path.basename(unit.path) == os.environ["MLSEC_TEST_BAD_FILE"]:
-            raise RuntimeError("a bug in mlsec")
-        return _scan_unit(settings, unit)
-
-    isolated.scan_unit = _failing
-if os.environ.get("MLSEC_TEST_SHOW_HEAD_STARTS"):
-    import sys
-    from mlsec import isolated
-
-    _start = isolated.HeadStart.__init__
-
-    def _shown(self, settings, units):
-        sys.stderr.write("head start: " + " ".join(os.path.basename(u.path) for _, u in units) + "\\n")
-        _start(self, settings, units)
-
-    isolated.HeadStart.__init__ = _shown
-run()
-"""
-
-
-def _npy_files(folder: Path, count: int) -> list[str]:
-    folder.mkdir()
-    for i in range(count):
-        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", folder / f"weights{i}.npy")
-    return [str(folder / f"weights{i}.npy") for i in range(count)]
-
-
-def _hostile_scan(does: str, bad: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-c", _HOSTILE_CLI, "scan", *args, "--no-cache", "--progress", "none", "-o", "json"]
-    env = {**os.environ, "MLSEC_TEST_BAD_FILE": bad, "MLSEC_TEST_BAD_DOES": does, **env}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
+from .hostile import hostile_scan, npy_files
 
 
 def test_a_file_that_crashes_native_code_is_an_error_and_the_others_are_scanned(tmp_path: Path) -> None:
-    files = _npy_files(tmp_path / "models", 3)
-    child = _hostile_scan("crash", "weights1.npy", *files)
+    files = npy_files(tmp_path / "models", 3)
+    child = hostile_scan("crash", "weights1.npy", *files)
     assert child.returncode == 3, child.stderr[-3000:]  # incomplete: an input could not be scanned
     report = ScanReport.from_json(child.stdout)
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights1.npy", "WorkerDied")]
@@ -96,8 +36,8 @@ def test_a_file_that_crashes_native_code_is_an_error_and_the_others_are_scanned(
 
 
 def test_mlsec_failing_in_a_worker_is_an_error_for_that_file_without_a_traceback(tmp_path: Path) -> None:
-    files = _npy_files(tmp_path / "models", 3)
-    child = _hostile_scan("bug", "weights1.npy", *files)
+    files = npy_files(tmp_path / "models", 3)
+    child = hostile_scan("bug", "weights1.npy", *files)
     assert child.returncode == 3, child.stderr[-3000:]
     assert "Traceback" not in child.stderr
     assert "RuntimeError: a bug in mlsec" in child.stderr
@@ -108,8 +48,8 @@ def test_mlsec_failing_in_a_worker_is_an_error_for_that_file_without_a_traceback
 
 
 def test_one_file_alone_is_isolated_too(tmp_path: Path) -> None:
-    (only,) = _npy_files(tmp_path / "models", 1)
-    child = _hostile_scan("crash", "weights0.npy", only)
+    (only,) = npy_files(tmp_path / "models", 1)
+    child = hostile_scan("crash", "weights0.npy", only)
     assert child.returncode == 3, child.stderr[-3000:]
     report = ScanReport.from_json(child.stdout)
     assert [e.error_type for e in report.errors] == ["WorkerDied"]
@@ -119,8 +59,8 @@ def test_one_file_alone_is_isolated_too(tmp_path: Path) -> None:
 def test_in_the_commands_own_process_the_same_crash_ends_the_command(tmp_path: Path) -> None:
     """-j 1 asks for no worker (and --debug needs the scan in process): the crash is then the command's end, the
     behaviour every small scan had before it was isolated."""
-    files = _npy_files(tmp_path / "models", 3)
-    child = _hostile_scan("crash", "weights1.npy", *files, "-j", "1")
+    files = npy_files(tmp_path / "models", 3)
+    child = hostile_scan("crash", "weights1.npy", *files, "-j", "1")
     assert child.returncode == -11
     assert child.stdout == ""
 
@@ -135,9 +75,9 @@ def test_in_the_commands_own_process_the_same_crash_ends_the_command(tmp_path: P
 def test_a_file_stuck_in_native_code_costs_its_worker_at_twice_max_seconds(tmp_path: Path, does: str, reason: str) -> None:
     """Running in C, the worker ends itself at twice max_seconds of CPU; blocked there without the CPU (its own timer
     never fires), it is stopped by its parent at twice max_seconds of wall-clock time (culprits.py)."""
-    files = _npy_files(tmp_path / "models", 3)
+    files = npy_files(tmp_path / "models", 3)
     started = time.monotonic()
-    child = _hostile_scan(does, "weights1.npy", *files, "--limit", "max_seconds=0.5")
+    child = hostile_scan(does, "weights1.npy", *files, "--limit", "max_seconds=0.5")
     assert time.monotonic() - started < 25  # PBKDF2 alone would run for half a minute, and so would the wait
     assert child.returncode == 3, child.stderr[-3000:]
     report = ScanReport.from_json(child.stdout)
@@ -191,7 +131,7 @@ def test_what_the_caller_had_buffered_is_written_once(tmp_path: Path) -> None:
     """A forked child inherits this process's unwritten output buffers: flushed before the fork, not twice."""
     code = "import sys; from mlsec.scan import scan; print('said before the scan'); scan(sys.argv[1:], isolate=True)"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # standard output buffered
-    files = _npy_files(tmp_path / "models", 2)
+    files = npy_files(tmp_path / "models", 2)
     child = subprocess.run([sys.executable, "-c", code, *files], capture_output=True, text=True, timeout=120, env=env, check=True)
     assert child.stdout == "said before the scan\n"
 
@@ -332,9 +272,9 @@ def test_a_head_start_that_dies_costs_only_its_file(tmp_path: Path, does: str, r
     models.mkdir()
     for i in range(30):
         shutil.copyfile(FIXTURES / "models" / "benign" / "mlp.onnx", models / f"model{i:02d}.onnx")
-    _npy_files(models / "arrays", 3)  # walked after the ONNX models: the head start's files
+    npy_files(models / "arrays", 3)  # walked after the ONNX models: the head start's files
     limit = ("--limit", "max_seconds=0.5")
-    child = _hostile_scan(does, "weights0.npy", str(models), "-j", "2", *limit, MLSEC_TEST_SHOW_HEAD_STARTS="1")
+    child = hostile_scan(does, "weights0.npy", str(models), "-j", "2", *limit, MLSEC_TEST_SHOW_HEAD_STARTS="1")
     assert "head start: weights0.npy" in child.stderr
     assert child.returncode == 3, child.stderr[-3000:]
     report = ScanReport.from_json(child.stdout)

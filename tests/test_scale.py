@@ -24,6 +24,7 @@ from mlsec.limits import ScanLimits
 from mlsec.report import ScanReport
 from mlsec.scan import Progress, scan
 from tests.conftest import FIXTURES
+from tests.hostile import hostile_scan, npy_files
 
 
 def _body(report: ScanReport) -> dict:
@@ -109,56 +110,31 @@ def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: 
     assert _body(pooled) == _body(expected)
 
 
-@pytest.mark.parametrize("does", ["hang", "crash", "block"])
-def test_a_file_that_ends_its_pool_worker_is_an_error_after_one_try(
-    tmp_path: Path, does: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize(
+    ("does", "reason"),
+    [
+        ("hang", "SIGPROF (native code still running at twice max_seconds"),
+        ("crash", "SIGSEGV (a crash"),
+        ("block", "blocked past twice max_seconds of wall-clock time"),
+    ],
+)
+def test_a_file_that_ends_its_pool_worker_is_an_error_after_one_try(tmp_path: Path, does: str, reason: str) -> None:
     """The SIGALRM deadline cannot stop a call inside C (here PBKDF2 with 200 million rounds, which never checks for
     signals): a pool's worker ends at twice max_seconds of CPU. Or native code crashes it, or waits for ever without
     the CPU where Python's signal handlers never run, and the pool's parent stops the worker by the wall clock. Each
     way that one file is an error in a finished scan, and it was tried once: the worker's cells on the board name it
     (culprits.py), so neither a fresh pool nor a pool of its own tries it again (twice max_seconds each)."""
-    import ctypes
-    import faulthandler
-    import hashlib
-
-    from mlsec import deadline, executors
-    from mlsec.scanners.numpy import NumpyScanner
-
-    (tmp_path / "models").mkdir()
-    for i in range(6):
-        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", tmp_path / "models" / f"weights{i}.npy")
+    files = npy_files(tmp_path / "models", 6)
     tries = tmp_path / "tries"
-    real_scan = NumpyScanner.scan
-
-    def hostile_to_the_fourth(self: NumpyScanner, blob: object, ctx: object) -> object:
-        if str(getattr(blob, "path", "")).endswith("weights3.npy"):
-            with tries.open("a") as noted:
-                noted.write("tried\n")
-            if does == "crash":
-                faulthandler.disable()  # in this worker only: pytest's would print the crash's stack
-                ctypes.string_at(0)
-            if does == "block":  # a wait in C that never ends, and no handler of Python's runs meanwhile
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-                time.sleep(30)
-            hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)  # half a minute of C, no signal check
-        return real_scan(self, blob, ctx)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(NumpyScanner, "scan", hostile_to_the_fourth)
-    monkeypatch.setattr(executors, "_start_method", lambda: "fork")  # the workers are this process's, patched
     started = time.monotonic()
-    report = scan([str(tmp_path / "models")], jobs=2, limits=ScanLimits(max_seconds=0.5))
+    child = hostile_scan(does, "weights3.npy", *files, "-j", "2", "--limit", "max_seconds=0.5", MLSEC_TEST_TRIES=str(tries))
     assert time.monotonic() - started < 30  # not after the call came back by itself
+    assert child.returncode == 3, child.stderr[-3000:]  # the command's own process did not end itself
+    report = ScanReport.from_json(child.stdout)
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights3.npy", "WorkerDied")]
-    expected = {
-        "hang": "SIGPROF (native code still running at twice max_seconds",
-        "crash": "SIGSEGV (a crash",
-        "block": "blocked past twice max_seconds of wall-clock time",
-    }[does]
-    assert expected in report.errors[0].reason
+    assert reason in report.errors[0].reason
     assert tries.read_text() == "tried\n"
     assert sorted(Path(a.path).name for a in report.artifacts) == [f"weights{i}.npy" for i in (0, 1, 2, 4, 5)]
-    assert not deadline._OVERRUN_ENDS  # noqa: SLF001 - the scan's own process never ends itself
 
 
 _WORKER_THREADS_CHILD = """
@@ -506,7 +482,9 @@ def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(
 
     absolute = str(FIXTURES / "models" / "benign" / "sklearn_pipeline.joblib")
     units = [Unit(absolute, size=os.path.getsize(absolute)), Unit("models/benign/sklearn_pipeline.joblib")]
-    first, second = _scan_batch_from(str(tmp_path / "not-on-this-node"), ScanSettings(load_ruleset(), ScanLimits()), units)
+    first, second = _scan_batch_from(
+        str(tmp_path / "not-on-this-node"), ScanSettings(load_ruleset(), ScanLimits()), units, "scan-1"
+    )
     assert first.artifacts
     assert not first.errors
     assert not second.artifacts

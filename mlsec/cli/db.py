@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from mlsec.dependencies.vulndb import VulnDB, default_path, import_records
+from mlsec import user_dirs
+from mlsec.dependencies.vulndb import VulnDB, import_records
 
 
 @click.group("db")
@@ -42,7 +43,7 @@ def import_command(source: str, db_path: str | None) -> None:
 @_db_option
 def info_command(db_path: str | None) -> None:
     """Say which database scans use, how many records it holds and how old it is."""
-    db = VulnDB(Path(db_path) if db_path else default_path())
+    db = VulnDB(Path(db_path) if db_path else user_dirs.vulndb_path())
     age = db.age_days(datetime.now(UTC))
     click.echo(f"{db.path}: {db.meta.get('records', '?')} records from {db.meta.get('source', '?')}")
     click.echo(f"imported {db.meta.get('imported_at', '?')}; newest record {db.date or '?'} ({age} days old)")

@@ -22,16 +22,10 @@ from mlsec import user_dirs
 from mlsec.dependencies import canonical_name
 from mlsec.errors import InputError
 
-DB_NAME = user_dirs.VULNDB_NAME
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (id TEXT NOT NULL, package TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (id, package));
 """
-
-
-def default_path() -> Path:
-    """$MLSEC_VULNDB, else the user's data directory ($XDG_DATA_HOME/mlsec or ~/.local/share/mlsec)."""
-    return user_dirs.vulndb_path()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +39,8 @@ class ImportSummary:
 
 
 def import_records(source: Path, target: Path | None = None) -> ImportSummary:
-    """Replace the database at `target` with the PyPI records under `source`."""
-    target = target or default_path()
+    """Replace the database at `target` (default: user_dirs.vulndb_path()) with the PyPI records under `source`."""
+    target = target or user_dirs.vulndb_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".importing")
     tmp.unlink(missing_ok=True)
