@@ -53,7 +53,8 @@ class deadline:  # noqa: N801 - used as `with deadline(seconds):`, like a functi
             if _OVERRUN_ENDS:
                 overrun = self.seconds + max(self.seconds, 1.0)
                 signal.setitimer(signal.ITIMER_PROF, overrun)
-                culprits.arm(time.monotonic_ns() + int(overrun * 1e9))  # the parent's watch, for a wait without CPU
+                now = time.monotonic_ns()  # the parent's watch, for a wait without the CPU (and the CPU's share)
+                culprits.arm(now + int(overrun * 1e9), now, time.process_time_ns())
 
     def __exit__(self, *exc: object) -> None:
         if self.armed:

@@ -318,15 +318,15 @@ def _scan_batch_in_worker(indices: list[int], units: list[Unit]) -> list[Collect
 
 
 def _scan_batch(
-    settings: ScanSettings, units: list[Unit], posted: list[int] | None = None, overran: int | None = None
+    settings: ScanSettings, units: list[Unit], posted: list[int] | None = None, overran: tuple[int, str] | None = None
 ) -> list[Collected]:
     """`units` scanned in order, each posted on this worker's board where it has one (culprits.post) as `posted`
-    names it (default: its position); the one at position `overran` (an earlier attempt at the batch died
-    overrunning on it: culprits.Attempt) is an error."""
+    names it (default: its position); `overran`: the position of the unit an earlier attempt at the batch died
+    overrunning on (culprits.Attempt), an error with this reason, not scanned."""
     out = []
     for position, unit in enumerate(units):
-        if position == overran:
-            out.append(Collected(errors=[ScanError(unit.path, culprits.OVERRAN_BEFORE, None, "executor", "WorkerDied")]))
+        if overran and position == overran[0]:
+            out.append(Collected(errors=[ScanError(unit.path, overran[1], None, "executor", "WorkerDied")]))
             continue
         culprits.post(posted[position] if posted else position)
         out.append(scan_unit(settings, unit))
@@ -337,9 +337,9 @@ def _scan_batch_from(directory: str | None, settings: ScanSettings, units: list[
     """A Ray task: `units` scanned from the driver's working `directory`, so that a relative path names the file
     it named there (a cluster's worker starts elsewhere); the worker's own directory is put back afterwards. Where
     the node has no such directory, a relative path's unit is an error that says so; absolute ones are scanned.
-    As in a pool's worker, an artifact stuck in native code ends the worker (deadline.exit_on_overrun); Ray retries
-    the task, and the retry, reading the `batch`'s record on this node (culprits.Attempt), does not scan that file
-    again but reports it."""
+    As in a pool's worker, an artifact stuck in native code ends the worker (deadline.exit_on_overrun), and one
+    blocked there without the CPU is ended by the attempt's watcher; Ray retries the task, and the retry, reading
+    the `batch`'s record on this node (culprits.Attempt), does not scan that file again but reports it."""
     exit_on_overrun()  # a file stuck in native code ends this worker process, and Ray's retry then names the file
     try:
         previous: str | None = os.getcwd()

@@ -68,7 +68,7 @@ def test_in_the_commands_own_process_the_same_crash_ends_the_command(tmp_path: P
 @pytest.mark.parametrize(
     ("does", "reason"),
     [
-        ("hang", "SIGPROF (native code still running at twice max_seconds of CPU)"),
+        ("hang", "native code still running at twice max_seconds"),  # of CPU (SIGPROF), or of wall-clock time on a busy CPU
         ("block", "stopped while scanning it: native code blocked past twice max_seconds of wall-clock time"),
     ],
 )

@@ -107,13 +107,13 @@ def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: 
 
     pooled = scan([str(models)], jobs=2, progress=kill_one)
     assert killed, "no worker was found to kill"
-    assert _body(pooled) == _body(expected)
+    assert _body(pooled) == _body(expected), [(e.path, e.reason) for e in pooled.errors if e.error_type == "WorkerDied"]
 
 
 @pytest.mark.parametrize(
     ("does", "reason"),
     [
-        ("hang", "SIGPROF (native code still running at twice max_seconds"),
+        ("hang", "native code still running at twice max_seconds"),  # of CPU (SIGPROF), or of wall-clock time on a busy CPU
         ("crash", "SIGSEGV (a crash"),
         ("block", "blocked past twice max_seconds of wall-clock time"),
     ],
@@ -492,7 +492,7 @@ def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(
 
 
 _STUCK_HOOK = """
-import hashlib, os
+import hashlib, os, signal, time
 from mlsec.scanners.numpy import NumpyScanner
 
 _real = NumpyScanner.scan
@@ -502,6 +502,9 @@ def _stuck(self, blob, ctx):
     if str(blob.path).endswith("weights13.npy"):
         with open(os.environ["MLSEC_TEST_TRIES"], "a") as tries:
             tries.write("tried\\n")
+        if os.environ["MLSEC_TEST_BAD_DOES"] == "block":  # a wait in C that never ends, and no handler of Python's runs
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(30)
         hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)  # half a minute of C, no signal check
     return _real(self, blob, ctx)
 
@@ -534,17 +537,24 @@ def _scan_40_files_on_hooked_ray(tmp_path: Path, hook: str, *args: str, **env: s
     )
 
 
-def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path) -> None:
-    """Every Ray worker makes one file of 40 stick in C: that worker ends itself (twice max_seconds of CPU), and Ray
+@pytest.mark.parametrize(
+    ("does", "reason"), [("hang", "native code still running at twice max_seconds"), ("block", "without using the CPU")]
+)
+def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path, does: str, reason: str) -> None:
+    """Every Ray worker makes one file of 40 stick in C (hang), or wait there without the CPU (block): that worker
+    ends itself (twice max_seconds of CPU), or its attempt's watcher ends it (as long by the wall clock), and Ray
     retries the task, which reads on the node which file the attempt before it overran on (culprits.Attempt): that
     file is the one error, tried once, and the batch's other files are scanned. The command's JSON on standard
     output is whole, though Ray's driver prints there that a worker died."""
     tries = tmp_path / "tries"
-    child = _scan_40_files_on_hooked_ray(tmp_path, _STUCK_HOOK, "--limit", "max_seconds=0.5", MLSEC_TEST_TRIES=str(tries))
+    child = _scan_40_files_on_hooked_ray(
+        tmp_path, _STUCK_HOOK, "--limit", "max_seconds=0.5", MLSEC_TEST_TRIES=str(tries), MLSEC_TEST_BAD_DOES=does
+    )
     assert child.returncode == 3, child.stderr[-3000:]  # errors: the scan is incomplete
     assert "A worker died" in child.stderr
     report = ScanReport.from_json(child.stdout)
     assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights13.npy", "WorkerDied")]
+    assert reason in report.errors[0].reason
     assert "found by Ray's retry of its task" in report.errors[0].reason
     assert tries.read_text() == "tried\n"  # before: twice in its batch (Ray's retry), twice alone
     assert len(report.artifacts) == 39
@@ -560,14 +570,79 @@ def test_a_ray_attempt_reads_where_the_one_before_it_died(
     from mlsec import culprits
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(culprits, "_watch", lambda path: None)  # this is pytest's process: no watcher may end it
     with culprits.Attempt("scan-7") as dying:
         culprits.post(2)
         culprits.arm(time.monotonic_ns() + (-1 if overran else 60 * 10**9))
         left = Path(dying.path).read_bytes()  # what stays on the node: this worker does not get to end the attempt
     assert not Path(dying.path).exists()  # an attempt that ends removes its record
     Path(dying.path).write_bytes(left)
-    assert culprits.Attempt("scan-7").overran() == blamed
+    assert culprits.Attempt("scan-7").overran() == (None if blamed is None else (blamed, culprits.OVERRAN_BEFORE))
     assert culprits.Attempt("scan-8").overran() is None
+
+
+_ATTEMPT = """
+import sys, tempfile, time
+tempfile.tempdir = sys.argv[1]
+from mlsec import culprits
+
+with culprits.Attempt("scan-9"):
+    culprits.post(3)
+    culprits.arm(time.monotonic_ns() + int(float(sys.argv[2]) * 10**9))
+    time.sleep(float(sys.argv[3]))  # as long as native code that waits without the CPU, from Python's view
+"""
+
+
+def test_a_ray_attempts_watcher_ends_its_worker_blocked_past_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attempt's worker waits without the CPU past its unit's overrun time: the watcher process the attempt
+    started ends it (SIGKILL) within a look or two, and marks its record, so the retry blames that unit as blocked.
+    A worker within its time (here for three looks) is left alone, and its ended attempt leaves no watcher behind."""
+    from mlsec import culprits
+
+    def attempt(overrun_after: float, sleep: float) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-c", _ATTEMPT, str(tmp_path), str(overrun_after), str(sleep)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    record = culprits.Attempt("scan-9").path
+    blocked = attempt(0.2, 60)
+    assert blocked.returncode == -signal.SIGKILL, blocked.stderr
+    assert culprits.Attempt("scan-9").overran() == (3, culprits._BLOCKED + culprits._FOUND_BY_RETRY)  # noqa: SLF001
+
+    within = attempt(60, 3 * culprits.WATCH_SECONDS)
+    assert within.returncode == 0, within.stderr
+    assert not os.path.exists(record)
+    watching = [p for p in Path("/proc").glob("[0-9]*") if record.encode() in _cmdline(p)]
+    assert not watching
+
+
+def test_a_worker_stopped_overdue_is_told_blocked_from_starved_by_its_cpu_time() -> None:
+    """Past its overrun time by the wall clock, a worker that used no CPU since it armed its deadline was blocked; one
+    that used the CPU only fell behind its CPU timer (a CPU shared with other work): the error says which."""
+    from mlsec import culprits
+
+    started = time.monotonic_ns()
+    sleeping = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        elapsed = time.monotonic_ns() - started
+        assert culprits.stopped_how(sleeping.pid, elapsed, 0) == culprits.BLOCKED
+        assert culprits.stopped_how(spinning.pid, elapsed, 0) == culprits.STARVED
+    finally:
+        for child in (sleeping, spinning):
+            child.kill()
+            child.wait()
+    assert culprits.stopped_how(spinning.pid, elapsed, 0) == culprits.BLOCKED  # ended: no CPU time to read
+
+
+def _cmdline(process: Path) -> bytes:
+    try:
+        return (process / "cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
 
 
 def test_a_ray_attempt_keeps_no_record_in_a_folder_not_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
