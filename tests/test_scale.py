@@ -362,14 +362,14 @@ from mlsec.scan import scan
 sys.modules["mlsec.scan"].CHUNK_UNITS = 8  # many chunks, and a round of 4 x 2 CPUs x 1 file fills at once
 executors.BATCH_UNITS = 1
 walking, sent_while_walking = [True], []
-real_plan, real_batches = inputs.plan, executors._batches
+real_plan, real_batches = inputs.plan, executors.batches
 def plan(paths):
     yield from real_plan(paths)
     walking[0] = False
 def batches(units, jobs):
     sent_while_walking.append(walking[0])
     return real_batches(units, jobs)
-inputs.plan, executors._batches = plan, batches
+inputs.plan, executors.batches = plan, batches
 waited_while_walking, real_wait = [], ray.wait
 def wait(refs, **kwargs):
     waited_while_walking.append((walking[0], len(refs)))
@@ -472,10 +472,10 @@ def test_a_relative_path_names_the_same_file_on_a_ray_worker_started_elsewhere(
 def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlsec import executors
-    from mlsec.executors import _scan_batch_from
+    from mlsec import ray_executor
+    from mlsec.ray_executor import _scan_batch_from
 
-    monkeypatch.setattr(executors, "exit_on_overrun", lambda: None)  # this process is pytest's, not a Ray worker
+    monkeypatch.setattr(ray_executor, "exit_on_overrun", lambda: None)  # this process is pytest's, not a Ray worker
     from mlsec.inputs import Unit
     from mlsec.rules import load_ruleset
     from mlsec.scan_unit import ScanSettings
@@ -670,7 +670,7 @@ def _broken(settings, units, overran=None):
 
 
 def setup():
-    executors._scan_batch = _broken
+    executors.scan_batch = _broken
 """
 
 
