@@ -49,6 +49,10 @@ WATCH_SECONDS = 1.0  # how often a parent waiting on its workers looks for one b
 _CELLS = 5
 _RUNNING_SHARE = 0.1  # a worker stopped past its overrun time that used this share of a CPU since arming was running
 _SELF_INFLICTED = {"SIGPROF", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"}
+# What multiprocessing gives as the exit code of a fork server's child whose status it could not read
+# (popen_forkserver.Popen.poll): in a broken pool, the workers it ended itself (SIGTERM) often read so. Unknown,
+# so it blames nothing: where it was a worker's own exit, its unit is retried, and blamed when it ends one alone.
+_UNREAD = 255
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _POSTED: list[Any] = []  # in a worker: [the board's cells, where its own begin]
 _FOUND_BY_RETRY = " (found by Ray's retry of its task, which did not scan it again)"
@@ -110,7 +114,7 @@ class Board:
         for base in range(0, len(self.cells), _CELLS):
             pid, index = self.cells[base], self.cells[base + 1]
             code = codes.get(pid)
-            if index != IDLE and pid not in self.stopped and code is not None and its_own_doing(code):
+            if index != IDLE and pid not in self.stopped and code not in (None, _UNREAD) and its_own_doing(code):
                 found[index] = how_it_died(code)
         return found
 

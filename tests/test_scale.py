@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 
 from mlsec import rules
 from mlsec.cache import CACHE_NAME, ResultCache
+from mlsec.executors import forks_cheaply
 from mlsec.limits import ScanLimits
 from mlsec.report import ScanReport
 from mlsec.scan import Progress, scan
@@ -89,10 +91,12 @@ def test_the_walk_waits_while_the_workers_have_enough_queued(models: Path, monke
     assert seen_walking.count(True) > 10, seen_walking  # results while the walk was not over
 
 
-@pytest.mark.parametrize("chunk", [512, 8])
-def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("chunk", "other_thread"), [(512, False), (8, False), (512, True)])
+def test_a_killed_worker_costs_no_result(models: Path, chunk: int, other_thread: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGKILL one worker as the first unit finishes: the units it took down are scanned again, in order. With
-    small chunks the pool breaks while the walk still goes on: the chunks after it are scanned too."""
+    small chunks the pool breaks while the walk still goes on: the chunks after it are scanned too. With another
+    thread alive the pool's workers come from a fork server, whose workers the broken pool ends are often
+    reported with exit code 255 (status unread), which blames none of their files."""
     monkeypatch.setattr(sys.modules["mlsec.scan"], "CHUNK_UNITS", chunk)
     expected = scan([str(models)], jobs=1)
     killed: list[int] = []
@@ -105,7 +109,17 @@ def test_a_killed_worker_costs_no_result(models: Path, chunk: int, monkeypatch: 
             os.kill(workers[0], signal.SIGKILL)
             killed.append(workers[0])
 
-    pooled = scan([str(models)], jobs=2, progress=kill_one)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    if other_thread:
+        thread.start()
+    try:
+        assert not (other_thread and forks_cheaply())  # with another thread alive, a fork server's workers
+        pooled = scan([str(models)], jobs=2, progress=kill_one)
+    finally:
+        stop.set()
+        if other_thread:
+            thread.join()
     assert killed, "no worker was found to kill"
     assert _body(pooled) == _body(expected), [(e.path, e.reason) for e in pooled.errors if e.error_type == "WorkerDied"]
 
@@ -616,6 +630,20 @@ def test_a_ray_attempts_watcher_ends_its_worker_blocked_past_its_deadline(
     assert not os.path.exists(record)
     watching = [p for p in Path("/proc").glob("[0-9]*") if record.encode() in _cmdline(p)]
     assert not watching
+
+
+def test_a_pool_worker_whose_exit_code_was_not_read_is_blamed_for_nothing() -> None:
+    """multiprocessing's 255 for a fork server's child whose status it could not read (often the workers a broken
+    pool ended itself) is no death of the worker's own doing; a crash, or an exit of mlsec's own failure, is."""
+    from mlsec import culprits
+
+    board = culprits.Board(list(range(3 * culprits._CELLS)))  # noqa: SLF001 - three workers' cells
+    for worker, (pid, unit) in enumerate([(101, 7), (102, 8), (103, 9)]):
+        board.cells[worker * culprits._CELLS : worker * culprits._CELLS + 2] = [pid, unit]  # noqa: SLF001
+    found = board.culprits([(101, 255), (102, -signal.SIGSEGV), (103, culprits.BUG)])
+    assert sorted(found) == [8, 9]
+    assert "SIGSEGV" in found[8]
+    assert "a bug" in found[9]
 
 
 def test_a_worker_stopped_overdue_is_told_blocked_from_starved_by_its_cpu_time() -> None:
