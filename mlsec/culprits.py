@@ -269,6 +269,9 @@ def _watch(path: str) -> subprocess.Popen[bytes] | None:
     """A watcher (_WATCHER) of the attempt whose record is at `path`, or None where none can be started."""
     import subprocess  # noqa: PLC0415 - Ray's workers alone need it: not in every command's start-up
 
+    if not sys.executable:  # an interpreter embedded in another program: none to start
+        log.debug("no watcher for %s: no Python executable to start", path)
+        return None
     try:
         return subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _WATCHER, path, str(WATCH_SECONDS), str(_RUNNING_SHARE)],

@@ -9,6 +9,7 @@ import multiprocessing.forkserver
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -644,6 +645,19 @@ def test_a_pool_worker_whose_exit_code_was_not_read_is_blamed_for_nothing() -> N
     assert sorted(found) == [8, 9]
     assert "SIGSEGV" in found[8]
     assert "a bug" in found[9]
+
+
+def test_a_ray_attempt_without_a_python_to_start_has_no_watcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interpreter embedded in another program has no sys.executable: the attempt keeps its record, unwatched."""
+    from mlsec import culprits
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", None)  # as the docs allow: "an empty string or None"
+    with culprits.Attempt("scan-3") as attempt:
+        culprits.post(1)
+        assert attempt._watcher is None  # noqa: SLF001
+        assert Path(attempt.path).stat().st_size == struct.calcsize(culprits._RECORD)  # noqa: SLF001
+    assert not Path(attempt.path).exists()
 
 
 def test_a_worker_stopped_overdue_is_told_blocked_from_starved_by_its_cpu_time() -> None:
