@@ -665,14 +665,16 @@ def test_a_worker_stopped_overdue_is_told_blocked_from_starved_by_its_cpu_time()
     that used the CPU only fell behind its CPU timer (a CPU shared with other work): the error says which."""
     from mlsec import culprits
 
-    started = time.monotonic_ns()
     sleeping = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
+        time.sleep(0.5)  # both have started: what they do from now on is what counts, as from a deadline's arming
+        armed_at = time.monotonic_ns()
+        cpu_at = {child: culprits._cpu_ns(child.pid) or 0 for child in (sleeping, spinning)}  # noqa: SLF001
         time.sleep(1.0)
-        elapsed = time.monotonic_ns() - started
-        assert culprits.stopped_how(sleeping.pid, elapsed, 0) == culprits.BLOCKED
-        assert culprits.stopped_how(spinning.pid, elapsed, 0) == culprits.STARVED
+        elapsed = time.monotonic_ns() - armed_at
+        assert culprits.stopped_how(sleeping.pid, elapsed, cpu_at[sleeping]) == culprits.BLOCKED
+        assert culprits.stopped_how(spinning.pid, elapsed, cpu_at[spinning]) == culprits.STARVED
     finally:
         for child in (sleeping, spinning):
             child.kill()
