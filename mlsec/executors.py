@@ -321,8 +321,8 @@ def scan_batch(
     settings: ScanSettings, units: list[Unit], posted: list[int] | None = None, overran: tuple[int, str] | None = None
 ) -> list[Collected]:
     """`units` scanned in order, each posted on this worker's board where it has one (culprits.post) as `posted`
-    names it (default: its position); `overran`: the position of the unit an earlier attempt at the batch died
-    overrunning on (culprits.Attempt), an error with this reason, not scanned."""
+    names it (default: its position). `overran`: (position, reason) of the unit an earlier attempt at the batch
+    died overrunning on (culprits.Attempt.overran): that unit is an error with that reason, not scanned again."""
     out = []
     for position, unit in enumerate(units):
         if overran and position == overran[0]:
