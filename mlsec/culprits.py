@@ -178,7 +178,7 @@ class Attempt:
     retry on the same node (always, on one machine) reads there which unit the attempt before it was scanning, and
     whether that unit's deadline had overrun: a worker still running native code at twice max_seconds of CPU ends
     itself (deadline.exit_on_overrun), and one blocked there without the CPU is ended by the attempt's watcher
-    (_WATCHER), which marks the file so. That unit is then an error, not scanned a second time. The file is removed
+    (watch), which marks the file so. That unit is then an error, not scanned a second time. The file is removed
     when an attempt ends, unless its worker dies; a retry on another node leaves it behind (48 bytes)."""
 
     def __init__(self, batch: str) -> None:
@@ -239,42 +239,20 @@ class Attempt:
 
 _RECORD = f"<{_CELLS + 1}q"  # an Attempt's file: its worker's cells (see Board), then how the watcher stopped it
 _RECORD_SIZE = struct.calcsize(_RECORD)
-# The watcher of a Ray task's attempt: a process of the standard library alone (started in milliseconds, and a
-# spawn, which a worker's threads allow), that ends the worker it was started by (never a pid the file names)
-# once the unit posted there is past its overrun time by the wall clock, having marked the file with how
-# (stopped_how, whose code it repeats). It ends when its worker does, or the file is removed (the attempt ended).
-_WATCHER = """
-import os, signal, struct, sys, time
-worker, every = os.getppid(), float(sys.argv[2])
-fd = os.open(sys.argv[1], os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
-while os.getppid() == worker and os.fstat(fd).st_nlink:
-    pid, index, overrun_at, armed_at, cpu_at, how = struct.unpack("<6q", os.pread(fd, 48, 0))
-    now = time.monotonic_ns()
-    if index != -1 and overrun_at and now > overrun_at:
-        try:
-            with open(f"/proc/{worker}/stat", "rb") as stat_file:
-                fields = stat_file.read().rsplit(b")", 1)[1].split()
-            cpu = (int(fields[11]) + int(fields[12])) * 10**9 // os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            cpu = None
-        running = cpu is not None and cpu - cpu_at >= float(sys.argv[3]) * (now - armed_at)
-        os.pwrite(fd, struct.pack("<q", 2 if running else 1), 40)
-        os.kill(worker, signal.SIGKILL)
-        break
-    time.sleep(every)
-"""
 
 
 def _watch(path: str) -> subprocess.Popen[bytes] | None:
-    """A watcher (_WATCHER) of the attempt whose record is at `path`, or None where none can be started."""
+    """A watcher of the attempt whose record is at `path` (watch: this module run as a script, by an interpreter
+    that loads the standard library alone, which this module needs; a spawn, which a worker's threads allow), or
+    None where none can be started."""
     import subprocess  # noqa: PLC0415 - Ray's workers alone need it: not in every command's start-up
 
-    if not sys.executable:  # an interpreter embedded in another program: none to start
-        log.debug("no watcher for %s: no Python executable to start", path)
+    if not sys.executable or not __file__.endswith(".py"):  # embedded in another program, or no source to run
+        log.debug("no watcher for %s: no Python executable or no source to start", path)
         return None
     try:
         return subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _WATCHER, path, str(WATCH_SECONDS), str(_RUNNING_SHARE)],
+            [sys.executable, "-I", "-S", __file__, path, str(WATCH_SECONDS)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -282,6 +260,23 @@ def _watch(path: str) -> subprocess.Popen[bytes] | None:
     except OSError as exc:
         log.debug("no watcher for %s: %s", path, exc)
         return None
+
+
+def watch(path: str, every: float) -> None:
+    """In a Ray task's watcher: end the worker that started this process (never a pid the file names) once the unit
+    posted in the attempt's record at `path` is past its overrun time by the wall clock, having marked the record
+    with how (stopped_how); a look every `every` seconds. Returns when the worker has ended, or the record was
+    removed (the attempt ended)."""
+    worker = os.getppid()
+    fd = os.open(path, os.O_RDWR | _NOFOLLOW)
+    while os.getppid() == worker and os.fstat(fd).st_nlink:
+        _, index, overrun_at, armed_at, cpu_at, _ = struct.unpack(_RECORD, os.pread(fd, _RECORD_SIZE, 0))
+        now = time.monotonic_ns()
+        if index != IDLE and overrun_at and now > overrun_at:
+            os.pwrite(fd, struct.pack("<q", stopped_how(worker, now - armed_at, cpu_at)), 8 * _CELLS)
+            os.kill(worker, signal.SIGKILL)
+            return
+        time.sleep(every)
 
 
 def its_own_doing(exitcode: int) -> bool:
@@ -318,3 +313,7 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+if __name__ == "__main__":  # a Ray task's watcher (_watch)
+    watch(sys.argv[1], float(sys.argv[2]))
