@@ -1,4 +1,5 @@
-"""The `mlsec` command with one file made hostile to the scanner that reads it, for tests of worker processes."""
+"""One file made hostile to the scanner that reads it (in the `mlsec` command, or in Ray's workers), for tests of worker
+processes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from pathlib import Path
 
 from .conftest import FIXTURES
 
-# The command, with the NumPy scanner made hostile for one file: a segmentation fault (as a broken C extension
-# has), half a minute inside C that never checks for signals (as a native parser stuck in a loop), or half a minute
-# of waiting without the CPU where the deadline's signal is not acted on (as native code in a deadlock).
-HOSTILE_CLI = """
+# The NumPy scanner made hostile for one file (MLSEC_TEST_BAD_FILE) by setup(): a segmentation fault (as a broken C
+# extension has), half a minute inside C that never checks for signals (as a native parser stuck in a loop), or half
+# a minute of waiting without the CPU where the deadline's signal is not acted on (as native code in a deadlock).
+# Source for a process of its own: the command below, or each Ray worker (Ray's worker_process_setup_hook).
+HOSTILE_SCANNER = """
 import ctypes, hashlib, os, signal, time
-from mlsec.cli import run
 from mlsec.scanners.numpy import NumpyScanner
 
 _real = NumpyScanner.scan
@@ -35,7 +36,15 @@ def _hostile(self, blob, ctx):
     return _real(self, blob, ctx)
 
 
-NumpyScanner.scan = _hostile
+def setup():
+    NumpyScanner.scan = _hostile
+"""
+
+# The command, with the hostile scanner; or mlsec failing on the file itself (bug), or showing its head starts.
+_CLI = """
+from mlsec.cli import run
+
+setup()
 if os.environ["MLSEC_TEST_BAD_DOES"] == "bug":  # mlsec itself fails on the file, not a scanner
     from mlsec import isolated
 
@@ -60,6 +69,7 @@ if os.environ.get("MLSEC_TEST_SHOW_HEAD_STARTS"):
     isolated.HeadStart.__init__ = _shown
 run()
 """
+HOSTILE_CLI = HOSTILE_SCANNER + _CLI
 
 
 def npy_files(folder: Path, count: int) -> list[str]:

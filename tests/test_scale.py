@@ -27,7 +27,7 @@ from mlsec.limits import ScanLimits
 from mlsec.report import ScanReport
 from mlsec.scan import Progress, scan
 from tests.conftest import FIXTURES
-from tests.hostile import hostile_scan, npy_files
+from tests.hostile import HOSTILE_SCANNER, hostile_scan, npy_files
 
 
 def _body(report: ScanReport) -> dict:
@@ -506,29 +506,6 @@ def test_a_ray_node_without_the_drivers_directory_says_so_for_relative_paths(
     assert "not-on-this-node is not on this Ray node" in second.errors[0].reason
 
 
-_STUCK_HOOK = """
-import hashlib, os, signal, time
-from mlsec.scanners.numpy import NumpyScanner
-
-_real = NumpyScanner.scan
-
-
-def _stuck(self, blob, ctx):
-    if str(blob.path).endswith("weights13.npy"):
-        with open(os.environ["MLSEC_TEST_TRIES"], "a") as tries:
-            tries.write("tried\\n")
-        if os.environ["MLSEC_TEST_BAD_DOES"] == "block":  # a wait in C that never ends, and no handler of Python's runs
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-            time.sleep(30)
-        hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)  # half a minute of C, no signal check
-    return _real(self, blob, ctx)
-
-
-def setup():
-    NumpyScanner.scan = _stuck
-"""
-
-
 def _scan_40_files_on_hooked_ray(tmp_path: Path, hook: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`mlsec scan -o json` of 40 copies of one .npy on a local Ray instance of 1 CPU (four tasks of 10 files),
     every worker of which first runs `hook`'s setup(): injected as Ray's job submission does it
@@ -563,7 +540,13 @@ def test_a_file_that_takes_its_ray_worker_down_costs_only_itself(tmp_path: Path,
     output is whole, though Ray's driver prints there that a worker died."""
     tries = tmp_path / "tries"
     child = _scan_40_files_on_hooked_ray(
-        tmp_path, _STUCK_HOOK, "--limit", "max_seconds=0.5", MLSEC_TEST_TRIES=str(tries), MLSEC_TEST_BAD_DOES=does
+        tmp_path,
+        HOSTILE_SCANNER,
+        "--limit",
+        "max_seconds=0.5",
+        MLSEC_TEST_TRIES=str(tries),
+        MLSEC_TEST_BAD_FILE="weights13.npy",
+        MLSEC_TEST_BAD_DOES=does,
     )
     assert child.returncode == 3, child.stderr[-3000:]  # errors: the scan is incomplete
     assert "A worker died" in child.stderr
