@@ -97,7 +97,7 @@ class Board:
         now = time.monotonic_ns()  # CLOCK_MONOTONIC: one clock for every process of the machine
         for base in range(0, len(self.cells), _CELLS):
             pid, index, overrun_at, armed_at, cpu_at = self.cells[base : base + _CELLS]
-            if pid and index != IDLE and overrun_at and now > overrun_at and pid not in self.stopped:
+            if _overdue(pid, index, overrun_at, now) and pid not in self.stopped:
                 how = stopped_how(pid, now - armed_at, cpu_at)
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -121,6 +121,12 @@ class Board:
     def verdict(self, exitcode: int) -> str:
         """Why the one worker of a for_child board ended with `exitcode` while scanning a unit."""
         return next(iter(self.stopped.values()))[1] if self.stopped else how_it_died(exitcode)
+
+
+def _overdue(pid: int, index: int, overrun_at: int, now: int) -> bool:
+    """Whether a worker's cells (its pid, its unit, when its armed deadline counts as overrun) show it past that time
+    at `now` (time.monotonic_ns) on a unit: what the pool's watch, a Ray task's watcher and its retry all look for."""
+    return bool(pid and index != IDLE and overrun_at and now > overrun_at)
 
 
 def stopped_how(pid: int, armed_ns: int, cpu_at: int) -> int:
@@ -199,7 +205,7 @@ class Attempt:
                 os.close(fd)
         except (OSError, struct.error):
             return None
-        if not (pid and position != IDLE and overrun_at and time.monotonic_ns() > overrun_at):
+        if not _overdue(pid, position, overrun_at, time.monotonic_ns()):
             return None
         return position, _STOPPED[stopped] + _FOUND_BY_RETRY if stopped in _STOPPED else OVERRAN_BEFORE
 
@@ -239,6 +245,7 @@ class Attempt:
 
 _RECORD = f"<{_CELLS + 1}q"  # an Attempt's file: its worker's cells (see Board), then how the watcher stopped it
 _RECORD_SIZE = struct.calcsize(_RECORD)
+_HOW_AT = struct.calcsize(f"<{_CELLS}q")  # where in the record the watcher writes how it stopped the worker
 
 
 def _watch(path: str) -> subprocess.Popen[bytes] | None:
@@ -270,10 +277,10 @@ def watch(path: str, every: float) -> None:
     worker = os.getppid()
     fd = os.open(path, os.O_RDWR | _NOFOLLOW)
     while os.getppid() == worker and os.fstat(fd).st_nlink:
-        _, index, overrun_at, armed_at, cpu_at, _ = struct.unpack(_RECORD, os.pread(fd, _RECORD_SIZE, 0))
+        pid, index, overrun_at, armed_at, cpu_at, _ = struct.unpack(_RECORD, os.pread(fd, _RECORD_SIZE, 0))
         now = time.monotonic_ns()
-        if index != IDLE and overrun_at and now > overrun_at:
-            os.pwrite(fd, struct.pack("<q", stopped_how(worker, now - armed_at, cpu_at)), 8 * _CELLS)
+        if _overdue(pid, index, overrun_at, now):
+            os.pwrite(fd, struct.pack("<q", stopped_how(worker, now - armed_at, cpu_at)), _HOW_AT)
             os.kill(worker, signal.SIGKILL)
             return
         time.sleep(every)
