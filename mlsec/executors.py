@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from mlsec import culprits
+from mlsec import culprits, provenance
 from mlsec.deadline import exit_on_overrun
 from mlsec.errors import UsageError
 from mlsec.inputs import Unit
@@ -254,7 +254,9 @@ def _pool(workers: int, context: Any, settings: ScanSettings, chunks: Iterable[C
                 continue
             try:
                 for batch in batches(chunk, workers):
-                    pending[pool.submit(_scan_batch_in_worker, batch, [chunk[i] for i in batch])] = batch
+                    units = [chunk[i] for i in batch]
+                    listed = provenance.listed(unit.path for unit in units)  # the walk's, handed on (provenance.learn)
+                    pending[pool.submit(_scan_batch_in_worker, batch, units, listed)] = batch
             except BrokenProcessPool:
                 broken = True
                 sent = {i for batch in pending.values() for i in batch}
@@ -309,10 +311,13 @@ def batches(units: dict[int, Unit], jobs: int) -> list[list[int]]:
     return [batches[b] for b in order]
 
 
-def _scan_batch_in_worker(indices: list[int], units: list[Unit]) -> list[Collected]:
-    """In a pool's worker: each unit posted on the board by its index in the walk (culprits.py), idle after."""
+def _scan_batch_in_worker(indices: list[int], units: list[Unit], listed: list[tuple[str, str]]) -> list[Collected]:
+    """In a pool's worker: each unit posted on the board by its index in the walk (culprits.py), idle after;
+    `listed`: their folders the walk listed (provenance.learn)."""
+    settings = _WORKER_SETTINGS[0]
+    provenance.learn(settings.scan_id, listed)
     try:
-        return scan_batch(_WORKER_SETTINGS[0], units, indices)
+        return scan_batch(settings, units, indices)
     finally:
         culprits.post(culprits.IDLE)
 

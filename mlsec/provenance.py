@@ -79,6 +79,28 @@ def note_listing(folder: str, names: Iterable[str], absolute: str | None = None)
         _UNMARKED.add(_resolved(folder))
 
 
+def listed(paths: Iterable[str]) -> list[tuple[str, str]]:
+    """The folders of `paths` whose listing this process saw hold no marker (note_listing), each with its
+    absolute path: what a pool's worker is handed with its files (learn), so that finding their provenance
+    costs it no system call either. (Forked before the walk reached them, it has not seen their listings.)"""
+    out: dict[str, str] = {}
+    for path in paths:
+        folder = os.path.dirname(path) or "."
+        absolute = _RESOLVED.get(folder)
+        if absolute is not None and absolute in _UNMARKED:
+            out[folder] = absolute
+    return list(out.items())
+
+
+def learn(scan_id: str, folders: Iterable[tuple[str, str]]) -> None:
+    """Take what `listed` answered in the process walking the scan `scan_id`, as if this one had listed them."""
+    begin(scan_id)
+    for folder, absolute in folders:
+        if len(_RESOLVED) < _MAX_RESOLVED:
+            _RESOLVED[folder] = absolute
+        _UNMARKED.add(absolute)
+
+
 _SCAN: list[str | None] = [None]  # the scan this process's folder knowledge belongs to (begin)
 _RESOLVED: dict[str, str] = {}
 _BY_FOLDER: dict[str, dict[str, JSONScalar]] = {}  # a folder (as named) -> the facts of every file in it (no local-dir marker)

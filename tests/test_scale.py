@@ -854,6 +854,43 @@ def test_a_warm_rescan_costs_one_stat_per_file(tmp_path: Path, monkeypatch: pyte
     assert len(in_tree) <= 10, in_tree
 
 
+def test_a_pool_worker_answers_provenance_from_the_walks_listings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool's workers are forked before the walk lists most folders: each batch carries the folders whose
+    listing held no marker (provenance.listed), so a worker's look for .git or .cache there costs no system
+    call, as in a serial scan. A folder whose listing holds a marker is looked at, and its facts found."""
+    from mlsec import executors, provenance
+    from mlsec.inputs import Unit, plan
+    from mlsec.scan_unit import ScanSettings
+
+    registry = tmp_path / "registry"
+    for i in range(6):
+        (registry / f"model{i}").mkdir(parents=True)
+        shutil.copyfile(FIXTURES / "models" / "benign" / "weights.npy", registry / f"model{i}" / "weights.npy")
+    git = registry / "model0" / ".git"  # a hub clone, as _read_git reads one
+    git.mkdir()
+    (git / "HEAD").write_text("0123456789abcdef0123456789abcdef01234567\n")
+    (git / "config").write_text('[remote "origin"]\n\turl = https://huggingface.co/acme/tiny\n')
+    settings = ScanSettings(rules.load_ruleset(), ScanLimits(), scan_id="walked")
+    provenance.begin(settings.scan_id)
+    walked = list(plan([str(registry)]))  # the parent's walk
+    units = [item for item in walked if isinstance(item, Unit) and item.path.endswith(".npy")]
+    listed = provenance.listed(unit.path for unit in units)
+    assert sorted(os.path.basename(folder) for folder, _ in listed) == [f"model{i}" for i in range(1, 6)]
+    provenance.forget()  # a worker forked before the walk: it knows none of it
+    calls: list[str] = []
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda path, *a, real=real, **k: calls.append(os.fspath(path)) or real(path, *a, **k))
+    monkeypatch.setattr(executors, "_WORKER_SETTINGS", [settings])
+    collected = executors._scan_batch_in_worker(list(range(len(units))), units, listed)
+    monkeypatch.undo()
+    facts = {os.path.basename(os.path.dirname(c.artifacts[0].path)): c.artifacts[0].facts for c in collected}
+    assert facts["model0"]["hf_repository"] == "acme/tiny"
+    assert all("hf_repository" not in facts[f"model{i}"] for i in range(1, 6))
+    assert str(git) in calls  # model0's listing holds .git: looked at
+    assert [c for c in calls if any(c.startswith(f"{registry / f'model{i}'}{os.sep}") for i in range(1, 6))] == []
+
+
 def test_a_pool_imports_the_heavy_libraries_its_files_need_once_before_forking(tmp_path: Path) -> None:
     """Workers forked after the parent imported onnx start with it (0.1 s each otherwise); a tree without .onnx
     files does not pay for it. jinja2 and TensorFlow's protobuf descriptors load only for files that need them."""
