@@ -126,3 +126,24 @@ def test_a_small_file_is_read_at_its_size_and_whole_if_it_grew_meanwhile(tmp_pat
     blob = next(e for e in inputs.walk([str(path)], ScanLimits()) if isinstance(e, inputs.Blob))
     assert blob.size == path.stat().st_size == len(blob.data)
     assert blob.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_file_that_became_a_fifo_after_the_walk_is_passed_over_without_waiting(tmp_path: Path) -> None:
+    """Between the walk's stat and the read a file may be replaced: a FIFO there is passed over, as the walk
+    passes one over, and never opened for a read that would wait for a writer for ever."""
+    import threading
+
+    from mlsec import inputs
+    from mlsec.report import Skipped
+
+    path = tmp_path / "model.pkl"
+    path.write_bytes(b"\x80\x04N.")
+    (unit,) = inputs.plan([str(path)])  # a regular file when walked
+    path.unlink()
+    os.mkfifo(path)
+    events: list[object] = []
+    reader = threading.Thread(target=lambda: events.extend(unit.events(ScanLimits())), daemon=True)
+    reader.start()
+    reader.join(30)
+    assert not reader.is_alive(), "the read waits for a writer"
+    assert events == [Skipped(str(path), "not a regular file (device, FIFO or socket)")]
