@@ -303,7 +303,7 @@ def how_it_died(exitcode: int) -> str:
             "SIGPROF": "native code still running at twice max_seconds of CPU",
             "SIGKILL": "killed, for example by the out-of-memory killer",
             "SIGSEGV": "a crash in native code",
-            "SIGBUS": "a crash in native code",
+            "SIGBUS": "a crash in native code, or a file cut short while it was read",
             "SIGABRT": "native code aborted",
         }.get(name, "ended by a signal")
         return f"its worker process died while scanning it: {name} ({why})"

@@ -74,6 +74,12 @@ _MAIN = threading.main_thread()
 _OVERRUN_ENDS: list[bool] = []  # [True] in a worker process (exit_on_overrun)
 
 
+def in_worker() -> bool:
+    """Whether this process is a scan's worker and nothing else (exit_on_overrun was called in it): one whose
+    death its executor reports as an error of the file it was scanning, where the user's own process must not die."""
+    return bool(_OVERRUN_ENDS)
+
+
 def exit_on_overrun() -> None:
     """Make every deadline in this process end it when its scanners overrun twice over in CPU time (see the
     module's text). Only for a process that is a scan's worker and nothing else: never the user's own."""

@@ -147,3 +147,43 @@ def test_a_file_that_became_a_fifo_after_the_walk_is_passed_over_without_waiting
     reader.join(30)
     assert not reader.is_alive(), "the read waits for a writer"
     assert events == [Skipped(str(path), "not a regular file (device, FIFO or socket)")]
+
+
+_MAPPED_CHILD = """
+import hashlib, json, mmap, sys
+from mlsec import deadline, inputs
+real, mapped = mmap.mmap, []
+mmap.mmap = lambda *args, **kwargs: mapped.append(args) or real(*args, **kwargs)
+deadline.exit_on_overrun()  # as each worker process of a scan does
+print(json.dumps([[inputs.hash_file(path) for path in sys.argv[1:]], len(mapped)]))
+"""
+
+
+def test_a_worker_hashes_a_large_file_mapped_and_the_users_process_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan's worker process maps a file to hash it (no copy); a mapped file cut short kills the process
+    (SIGBUS), so the user's own process reads it instead. Both give the file's sha256; an empty file, which
+    cannot be mapped, is read."""
+    import hashlib
+    import json
+    import mmap
+    import subprocess
+    import sys
+
+    from mlsec import inputs
+
+    large, empty = tmp_path / "large.bin", tmp_path / "empty.bin"
+    large.write_bytes(os.urandom(3 << 20) * 25)  # 75 MiB: more than one piece of the mapping
+    empty.write_bytes(b"")
+    expected = [hashlib.sha256(large.read_bytes()).hexdigest(), hashlib.sha256(b"").hexdigest()]
+    child = subprocess.run(
+        [sys.executable, "-c", _MAPPED_CHILD, str(large), str(empty)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(child.stdout) == [expected, 2]  # both tried; the empty one fell back to reading
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the user's process mapped a file")
+
+    monkeypatch.setattr(mmap, "mmap", refused)
+    assert [inputs.hash_file(str(large)), inputs.hash_file(str(empty))] == expected
