@@ -150,21 +150,24 @@ def test_a_file_that_became_a_fifo_after_the_walk_is_passed_over_without_waiting
 
 
 _MAPPED_CHILD = """
-import hashlib, json, mmap, sys
+import hashlib, json, mmap, resource, sys
 from mlsec import deadline, inputs
 real, mapped = mmap.mmap, []
 mmap.mmap = lambda *args, **kwargs: mapped.append(args) or real(*args, **kwargs)
 deadline.exit_on_overrun()  # as each worker process of a scan does
-print(json.dumps([[inputs.hash_file(path) for path in sys.argv[1:]], len(mapped)]))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+digests = [inputs.hash_file(path) for path in sys.argv[1:]]
+grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps([digests, len(mapped), grew * 1024]))
 """
 
 
 def test_a_worker_hashes_a_large_file_mapped_and_the_users_process_reads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A scan's worker process maps a file to hash it (no copy); a mapped file cut short kills the process
-    (SIGBUS), so the user's own process reads it instead. Both give the file's sha256; an empty file, which
-    cannot be mapped, is read."""
+    """A scan's worker process maps a file to hash it (no copy), a window at a time, so its memory does not grow
+    with the file; a mapped file cut short kills the process (SIGBUS), so the user's own process reads it
+    instead. Both give the file's sha256; an empty file, which cannot be mapped, is read."""
     import hashlib
     import json
     import mmap
@@ -180,7 +183,10 @@ def test_a_worker_hashes_a_large_file_mapped_and_the_users_process_reads_it(
     child = subprocess.run(
         [sys.executable, "-c", _MAPPED_CHILD, str(large), str(empty)], capture_output=True, text=True, check=True
     )
-    assert json.loads(child.stdout) == [expected, 2]  # both tried; the empty one fell back to reading
+    digests, mapped, grew = json.loads(child.stdout)
+    assert digests == expected
+    assert mapped == -(-large.stat().st_size // inputs._MAPPED_WINDOW)  # a window at a time; the empty file is read
+    assert grew < 3 * inputs._MAPPED_WINDOW  # what stays resident is a window's worth, not the 75 MiB file
 
     def refused(*args: object, **kwargs: object) -> None:
         raise AssertionError("the user's process mapped a file")
