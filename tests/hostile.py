@@ -32,7 +32,8 @@ def _hostile(self, blob, ctx):
         if os.environ["MLSEC_TEST_BAD_DOES"] == "block":  # a wait in C that never ends, and no handler of Python's runs
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
             time.sleep(30)
-        hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)
+        if os.environ["MLSEC_TEST_BAD_DOES"] == "hang":
+            hashlib.pbkdf2_hmac("sha256", b"stuck", b"in C", 2 * 10**8)
     return _real(self, blob, ctx)
 
 
@@ -56,6 +57,19 @@ if os.environ["MLSEC_TEST_BAD_DOES"] == "bug":  # mlsec itself fails on the file
         return _scan_unit(settings, unit)
 
     isolated.scan_unit = _failing
+if os.environ["MLSEC_TEST_BAD_DOES"] == "cut":  # the file is cut short as soon as a worker has mapped it to hash it
+    import mmap
+
+    _map = mmap.mmap
+
+    def _cut(fd, *args, **kwargs):
+        mapped = _map(fd, *args, **kwargs)
+        path = os.readlink(f"/proc/self/fd/{fd}") if fd >= 0 else ""  # -1: memory, not a file
+        if os.path.basename(path) == os.environ["MLSEC_TEST_BAD_FILE"]:
+            os.truncate(path, 0)
+        return mapped
+
+    mmap.mmap = _cut
 if os.environ.get("MLSEC_TEST_SHOW_HEAD_STARTS"):
     import sys
     from mlsec import isolated

@@ -35,6 +35,27 @@ def test_a_file_that_crashes_native_code_is_an_error_and_the_others_are_scanned(
     assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
 
 
+def test_a_file_cut_short_while_a_worker_hashes_it_mapped_is_an_error_and_the_others_are_scanned(tmp_path: Path) -> None:
+    """A worker hashes a file over 1 MiB from a mapping (inputs.hash_file): cut short meanwhile, touching what is
+    gone ends the worker (SIGBUS), and that file is the error. The command's own process (-j 1) never maps a file:
+    it reads it, and nothing is cut."""
+    import numpy as np
+
+    files = npy_files(tmp_path / "models", 3)
+    np.save(files[1], np.zeros((512, 1024), np.float32))  # 2 MiB
+    alone = hostile_scan("cut", "weights1.npy", *files, "-j", "1")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert len(ScanReport.from_json(alone.stdout).artifacts) == 3
+    assert Path(files[1]).stat().st_size > 2 << 20
+    child = hostile_scan("cut", "weights1.npy", *files)
+    assert child.returncode == 3, child.stderr[-3000:]
+    assert Path(files[1]).stat().st_size == 0  # cut, once mapped
+    report = ScanReport.from_json(child.stdout)
+    assert [(Path(e.path).name, e.error_type) for e in report.errors] == [("weights1.npy", "WorkerDied")]
+    assert "SIGBUS (a crash in native code, or a file cut short while it was read)" in report.errors[0].reason
+    assert [Path(a.path).name for a in report.artifacts] == ["weights0.npy", "weights2.npy"]
+
+
 def test_mlsec_failing_in_a_worker_is_an_error_for_that_file_without_a_traceback(tmp_path: Path) -> None:
     files = npy_files(tmp_path / "models", 3)
     child = hostile_scan("bug", "weights1.npy", *files)
