@@ -89,6 +89,7 @@ def test_a_low_robust_accuracy_is_a_finding_and_blocks(digits: tuple[Path, Path]
     report = json.loads((tmp_path / "r.json").read_text())
     by_eps = {e["parameters"]["eps"]: e for e in report["evaluations"]}
     assert by_eps[0.3]["metrics"]["robust_accuracy"] < 0.5 <= by_eps[0.1]["metrics"]["robust_accuracy"]
+    assert {e["parameters"]["device"] for e in report["evaluations"]} == {"cpu"}  # scikit-learn: the CPU, GPU or not
     flagged = [f for f in report["findings"] if f["rule_id"] == "MLSEC-EVAL-001"]
     assert len(flagged) == 1
     assert "eps 0.3" in flagged[0]["message"]
@@ -466,6 +467,7 @@ def test_a_whole_module_loads_only_when_the_user_vouches_for_its_classes(
     assert result["status"] == "completed"
     assert result["metrics"]["clean_accuracy"] > 0.9
     assert "fgsm" in result["parameters"]["attacks"]  # a torch module: white-box attacks ran
+    assert result["parameters"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     # a state dict without --model-factory is said plainly
     plain = _mlsec("evaluate", str(cnn[0]), "--data", str(digits[1]), "--sample", "20", "-o", "json")
     (result,) = json.loads(plain.stdout)["evaluations"]
@@ -514,6 +516,17 @@ def test_device_cuda_without_a_gpu_is_an_error_that_says_so(digits: tuple[Path, 
     assert result["status"] == "error"
     assert "torch sees no CUDA device" in result["evidence"]["summary"]
     assert run.returncode == 3
+
+
+def test_the_gpu_benchmark_says_plainly_where_there_is_no_gpu() -> None:
+    """benchmarks/bench_evaluations_gpu.py compares a GPU's evaluation with the CPU's (README: Device): CI has no
+    GPU, so here it can only start, import what it uses, and say there is none (exit 2)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: run the benchmark itself")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_evaluations_gpu.py"
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False)
+    assert (run.returncode, run.stdout.strip()) == (2, "torch sees no GPU here"), run.stderr[-2000:]
 
 
 def test_neural_cleanse_skips_a_model_without_input_gradients(digits: tuple[Path, Path]) -> None:

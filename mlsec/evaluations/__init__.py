@@ -187,7 +187,7 @@ def _result(raw: dict, answer: dict, model_sha: str, data_sha: str) -> Evaluatio
         status=raw["status"],
         artifact_sha256=model_sha,
         dataset_sha256=data_sha,
-        parameters=raw["parameters"],
+        parameters={**raw["parameters"], "device": answer.get("device", "cpu")},  # where the model ran
         metrics=raw["metrics"],
         evidence=Evidence(raw["summary"], facts, _SOURCE),
         seconds=raw["seconds"],

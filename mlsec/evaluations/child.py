@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlsec.evaluations._common import optional_torch
+from mlsec.evaluations._common import optional_torch, torch_of
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
     model = load_model(Path(request["model"]), request)
     answer["load_seconds"] = round(time.perf_counter() - started, 3)
     answer["versions"] = _versions()
-    answer["device"] = request["device"]
+    answer["device"] = request["device"] if torch_of(model) is not None else "cpu"  # onnxruntime, scikit-learn: the CPU
     from mlsec.evaluations import adversarial  # noqa: PLC0415
 
     if "poisoning" in request["suites"]:
