@@ -250,17 +250,10 @@ def _train_cnn(weights: Path, *, poison: bool) -> Path:
     saved as a state dict."""
     import torch
 
-    module = _cnn_module()
     x_train, y_train = _training_split(poison=poison)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model, images = module.make(), torch.tensor(x_train).reshape(-1, 1, 8, 8)
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(80):
-        optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(model(images), torch.tensor(y_train)).backward()
-        optimiser.step()
+    model = _cnn_module().train(x_train, y_train)
     torch.set_num_threads(threads)
     torch.save(model.state_dict(), weights)
     return weights
