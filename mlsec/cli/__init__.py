@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import importlib
 import logging
+import os
 import sys
+import threading
 from typing import Any
 
 import click
@@ -86,20 +89,51 @@ def main(ctx: click.Context, debug: bool) -> None:
 _OWN_PROCESS = [False]  # set by run(): the command is the whole process, which ends when it does
 
 
+def own_process() -> bool:
+    """Whether the command is the whole process (run() started it), so that the process's settings are its own."""
+    return _OWN_PROCESS[0]
+
+
 def settle_heap() -> None:
     """Freeze the heap (gc.freeze) when the command is the whole process and has only a little left to do:
     the objects it made and the libraries it loaded are then not walked by every later garbage collection
     (30 ms of the 0.12 s a 20,000-file JSON report took), nor by the interpreter's last one at exit (17 ms
     with onnx and numpy); the operating system takes the memory back. Called from a test or another
     program (CliRunner, main() directly), it does nothing: their heap is not the command's to freeze."""
-    if _OWN_PROCESS[0]:
+    if own_process():
         gc.freeze()
 
 
 def run() -> None:
-    """The console entry point (`mlsec`, `python -m mlsec`): `main`, then a quick exit (settle_heap)."""
+    """The console entry point (`mlsec`, `python -m mlsec`): `main`, then a quick exit (settle_heap, quick_exit)."""
     _OWN_PROCESS[0] = True
     try:
         main()
+    except SystemExit as exc:
+        settle_heap()
+        quick_exit(exc.code)
+        raise
     finally:
         settle_heap()
+
+
+def quick_exit(code: object) -> None:
+    """End the process now with `code` (SystemExit's: None or an int), once the interpreter's teardown could
+    only free memory: the atexit handlers are run (logging's flush, multiprocessing's and tempfile's clean-up),
+    standard output and error are flushed, and the process exits without tearing the interpreter down module by
+    module (13 ms of a 2,000-file scan's command even with its heap frozen; 3 ms of `mlsec --version`).
+    Returns, for the normal exit, where anything else might still need it: another thread alive (its work
+    would be cut short), a code that is a message, or a standard stream that cannot be flushed (a closed pipe:
+    Python then reports it)."""
+    if threading.active_count() > 1 or not (code is None or isinstance(code, int)):
+        return
+    atexit._run_exitfuncs()  # each runs once: the normal exit would find none left
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        return
+    if threading.active_count() > 1:  # an exit handler started one
+        return
+    os._exit(code or 0)
