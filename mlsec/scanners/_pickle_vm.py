@@ -165,17 +165,12 @@ _NL_READERS = {
 }
 
 
-def _read_arg(stream: _Stream, argname: str) -> Any:
-    fixed = _FIXED.get(argname)
-    if fixed:
-        return fixed.unpack(stream.read(fixed.size))[0]
-    if argname == "long1":
-        n = stream.read(1)[0]
-        return int.from_bytes(stream.read(n), "little", signed=True)
-    counted = _COUNTED.get(argname)
-    if counted:
-        length, kind = counted
-        (n,) = length.unpack(stream.read(length.size))
+def _counted_reader(argname: str, length: struct.Struct, kind: str) -> Callable[[_Stream], Any]:
+    """What reads a length-prefixed argument (`argname`): its length, then that many bytes, decoded as `kind`."""
+    size, unpack = length.size, length.unpack
+
+    def read_counted(stream: _Stream) -> Any:
+        (n,) = unpack(stream.read(size))
         if n < 0:
             raise Malformed(f"negative length {n}", stream.pos)
         if n > _BIG:
@@ -192,6 +187,15 @@ def _read_arg(stream: _Stream, argname: str) -> Any:
         if kind == "long":
             return int.from_bytes(data, "little", signed=True) if n <= 64 else Opaque("long")
         return data
+
+    return read_counted
+
+
+def _read_arg(stream: _Stream, argname: str) -> Any:
+    """LONG1's argument and the newline-terminated ones of protocol 0."""
+    if argname == "long1":
+        n = stream.read(1)[0]
+        return int.from_bytes(stream.read(n), "little", signed=True)
     reader = _NL_READERS[argname]
     try:
         return reader(stream)  # type: ignore[arg-type]
@@ -235,19 +239,27 @@ _GROUPS = {
 }
 
 
-def _arg_reader(argname: str) -> Callable[[_Stream], Any]:
-    """What reads an opcode's argument: a fixed-size one unpacked directly, any other through _read_arg."""
-    fixed = _FIXED.get(argname)
-    if fixed is None:
-        return partial(_read_arg, argname=argname)
-    size, unpack = fixed.size, fixed.unpack
-    return lambda stream: unpack(stream.read(size))[0]
+_Op = tuple[str, int, int, Callable[[bytes], tuple[Any, ...]] | None, Callable[[_Stream], Any] | None]
 
 
-# every opcode by its byte (one list index per opcode read): its name, group and argument reader
-_OPCODES: list[tuple[str, int, Callable[[_Stream], Any] | None] | None] = [None] * 256
-for _op in pickletools.opcodes:
-    _OPCODES[ord(_op.code)] = (_op.name, _GROUPS.get(_op.name, _OTHER), _arg_reader(_op.arg.name) if _op.arg else None)
+def _op(opcode: pickletools.OpcodeInfo) -> _Op:
+    """An opcode as the machine reads it: name, group, then its argument's size and unpacker when that is fixed
+    (read in the machine's loop, without a call), else what reads it (None: no argument)."""
+    group = _GROUPS.get(opcode.name, _OTHER)
+    argname = opcode.arg.name if opcode.arg else None
+    if argname is None:
+        return opcode.name, group, 0, None, None
+    if argname in _FIXED:
+        return opcode.name, group, _FIXED[argname].size, _FIXED[argname].unpack, None
+    if argname in _COUNTED:
+        return opcode.name, group, 0, None, _counted_reader(argname, *_COUNTED[argname])
+    return opcode.name, group, 0, None, partial(_read_arg, argname=argname)
+
+
+# every opcode by its byte (one list index per opcode read)
+_OPCODES: list[_Op | None] = [None] * 256
+for _code in pickletools.opcodes:
+    _OPCODES[ord(_code.code)] = _op(_code)
 _DTYPE_RE = re.compile(r"^[<>|=]?([a-zA-Z])(\d*)$")
 
 
@@ -310,18 +322,28 @@ class PickleMachine:
             res.imports.append(ImportEvent(str(module), str(name), opname, offset, index))
             return GlobalRef(str(module), str(name))
 
-        read = stream.read
+        read = stream.raw.read  # the opcode and a fixed-size argument are read here, not through a call to stream
         while True:
             offset = stream.pos
-            byte = read(1)[0]
-            op = _OPCODES[byte]
+            code = read(1)
+            if not code:
+                raise Malformed("truncated: wanted 1 bytes, got 0", offset)
+            op = _OPCODES[code[0]]
             if op is None:
-                raise Malformed(f"invalid opcode {bytes((byte,))!r}", offset)
+                raise Malformed(f"invalid opcode {code!r}", offset)
+            stream.pos = offset + 1
             res.opcodes += 1
             if res.opcodes > max_opcodes:
                 raise LimitExceeded("pickle opcodes", max_opcodes, res.opcodes)
-            name, group, reader = op
-            arg = reader(stream) if reader is not None else None
+            name, group, size, unpack, reader = op
+            if size:
+                data = read(size)
+                if len(data) != size:
+                    raise Malformed(f"truncated: wanted {size} bytes, got {len(data)}", offset + 1)
+                stream.pos = offset + 1 + size
+                arg = unpack(data)[0]  # type: ignore[misc]
+            else:
+                arg = reader(stream) if reader is not None else None
             if group == _PUSH:
                 stack.append(arg)
             elif group in (_PUT, _MEMOIZE):

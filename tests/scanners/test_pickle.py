@@ -89,6 +89,23 @@ def test_truncated_pickle_reports_what_ran_before_the_break(tmp_path: Path) -> N
     assert _rules(report) == {"MLSEC-PICKLE-001", "MLSEC-PICKLE-010"}
 
 
+@pytest.mark.parametrize(
+    ("data", "error", "offset", "opcodes"),
+    [
+        (b"\x80\x02", "truncated: wanted 1 bytes, got 0", 2, 1),  # where an opcode should be
+        (b"\x80\x02J\x01\x02", "truncated: wanted 4 bytes, got 2", 3, 2),  # in BININT's fixed-size argument
+        (b"\x80\x02K\x07q", "truncated: wanted 1 bytes, got 0", 5, 3),  # in BINPUT's, after a whole BININT1
+        (b"\x80\x02X\x05\x00\x00\x00ab", "truncated: wanted 5 bytes, got 2", 7, 2),  # in BINUNICODE's string
+        (b"\x80\x02\xff", "invalid opcode b'\\xff'", 2, 1),
+    ],
+)
+def test_a_cut_or_bad_stream_stops_at_the_offset_the_unpickler_would(data: bytes, error: str, offset: int, opcodes: int) -> None:
+    """Each way an opcode or its argument is read (fixed-size arguments in the machine's loop, counted ones by
+    their reader) reports the same truncation, at the offset of the bytes that are missing."""
+    analysis = PickleMachine(ScanLimits()).run(io.BytesIO(data))
+    assert (analysis.error, analysis.error_offset, analysis.opcodes) == (error, offset, opcodes)
+
+
 def test_giant_long4_is_skipped_not_read(tmp_path: Path) -> None:
     # LONG4 announcing 2 GiB with nothing behind it: a truncation finding, no allocation.
     report = _scan_bytes(tmp_path, b"\x80\x02\x8b\x00\x00\x00\x80.")
