@@ -38,6 +38,7 @@ from mlsec.user_dirs import cache_dir
 
 log = logging.getLogger(__name__)
 CACHE_NAME = "results.sqlite"
+COMMIT_SECONDS = 0.25  # results are written this often while a scan runs, and when it ends
 _LIBRARIES = ("fickling", "modelscan", "onnx", "numpy", "pyarrow", "pandas", "h5py", "jinja2", "packaging", "protobuf")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, fingerprint TEXT NOT NULL, sha256 TEXT NOT NULL);
@@ -252,7 +253,7 @@ class Session:
             return
         self._files.append((absolute, print_, collected.sha256))
         self._results.append((key, entry, time.time()))
-        if time.monotonic() - self._since_commit > 1.0:  # other runs may write too: hold the lock briefly
+        if time.monotonic() - self._since_commit > COMMIT_SECONDS:  # other runs may write too: hold the lock briefly
             self._commit()
 
     def close(self) -> None:

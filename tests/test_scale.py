@@ -985,9 +985,9 @@ def test_a_warm_rescan_starts_no_pool_and_imports_no_scanner(models: Path, tmp_p
     assert warm_modules == [False, False]
 
 
-def test_results_are_written_a_second_at_a_time(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A scan keeps its results in memory and writes them together, once a second and at its end: another run
-    (or this one, killed) finds what was written."""
+def test_results_are_written_together_a_few_times_a_second(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scan keeps its results in memory and writes them together, every COMMIT_SECONDS and at its end: another
+    run (or this one, killed) finds what was written."""
     import sqlite3
 
     import mlsec.cache
@@ -1010,11 +1010,13 @@ def test_results_are_written_a_second_at_a_time(models: Path, tmp_path: Path, mo
 
     first, *rest = units.values()
     session.store(first, scan_unit(settings, first))
-    assert written() == 0  # within the second
-    clock[0] += 1.5
+    clock[0] += mlsec.cache.COMMIT_SECONDS * 0.9
     session.store(rest[0], scan_unit(settings, rest[0]))
-    assert written() == 2
-    for unit in rest[1:]:
+    assert written() == 0  # within the interval
+    clock[0] += mlsec.cache.COMMIT_SECONDS * 0.2
+    session.store(rest[1], scan_unit(settings, rest[1]))
+    assert written() == 3
+    for unit in rest[2:]:
         session.store(unit, scan_unit(settings, unit))
     session.close()
     assert written() == sum(1 for u in units.values() if scan_unit(settings, u).cacheable)
