@@ -817,6 +817,27 @@ def test_the_cache_key_reads_library_versions_as_importlib_metadata_does() -> No
     assert "click" in expected  # the comparison covers at least one installed distribution
 
 
+def test_the_cache_key_changes_with_any_edit_to_mlsecs_sources(tmp_path: Path) -> None:
+    """The scanner's own code is known by each source file's stat fingerprint, not its bytes: any write to a
+    .py file (even of the same length, even with its mtime set back) changes it; compiled bytecode does not."""
+    from mlsec.cache import sources_digest
+
+    package = tmp_path / "pkg"
+    (package / "scanners" / "__pycache__").mkdir(parents=True)
+    (package / "__init__.py").write_text("A = 1\n")
+    source = package / "scanners" / "x.py"
+    source.write_text("B = 2\n")
+    before = sources_digest(package)
+    (package / "scanners" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0" * 16)
+    (package / "notes.txt").write_text("not code")
+    assert sources_digest(package) == before
+    stat = source.stat()
+    time.sleep(0.02)  # a later ctime: the kernel stamps it from a clock that ticks every few milliseconds
+    source.write_text("B = 3\n")  # the same size
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old mtime
+    assert sources_digest(package) != before
+
+
 def test_a_warm_rescan_costs_one_stat_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A registry laid out one model per folder: on a warm re-scan, each file costs the walk's stat and nothing
     else; OCI layouts and provenance are answered from the walk's listings (no look for an OCI layout, .git or
