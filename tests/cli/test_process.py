@@ -63,6 +63,16 @@ def test_another_thread_alive_gets_the_normal_exit(tmp_path: Path) -> None:
     assert (torn_down, handled) == (True, True)
 
 
+def test_a_profiled_command_still_ends_the_normal_way(tmp_path: Path) -> None:
+    """Under a profiler the command returns to it, which then writes its profile: no quick exit."""
+    profile = tmp_path / "mlsec.prof"
+    argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "mlsec", "--version"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "mlsec, version" in done.stdout
+    assert profile.stat().st_size > 0
+
+
 _BLAS_THREADS = """
 import atexit, sys
 def report(path=sys.argv[1]):
