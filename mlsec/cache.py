@@ -71,7 +71,11 @@ def sources_digest(package: Path) -> str:
                     if entry.name != "__pycache__":
                         folders.append(entry.path)
                 elif entry.name.endswith(".py"):
-                    found.append(f"{entry.path[root:]}\0{fingerprint(entry.stat())}")
+                    try:
+                        print_ = fingerprint(entry.stat())
+                    except OSError as exc:  # a dangling link: named by its error, as it stands
+                        print_ = f"unreadable {exc.errno}"
+                    found.append(f"{entry.path[root:]}\0{print_}")
     return hashlib.sha256("\n".join(sorted(found)).encode()).hexdigest()
 
 

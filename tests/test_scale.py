@@ -835,7 +835,10 @@ def test_the_cache_key_changes_with_any_edit_to_mlsecs_sources(tmp_path: Path) -
     time.sleep(0.02)  # a later ctime: the kernel stamps it from a clock that ticks every few milliseconds
     source.write_text("B = 3\n")  # the same size
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old mtime
-    assert sources_digest(package) != before
+    edited = sources_digest(package)
+    assert edited != before
+    (package / "gone.py").symlink_to(tmp_path / "nowhere.py")  # a dangling link is a change, not a crash
+    assert sources_digest(package) not in (before, edited)
 
 
 def test_a_warm_rescan_costs_one_stat_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
