@@ -235,6 +235,11 @@ def main() -> int:
     print(f"{'run':36} {'seconds':>8} {'files/s':>9} {'MB/s':>8} {'x openssl':>9}")
     for name, seconds in rows:
         print(f"{name:36} {seconds:8.2f} {len(files) / seconds:9.0f} {total / 1e6 / seconds:8.0f} {seconds / reference:9.2f}")
+    pairs = zip(references, colds, library_colds, strict=True)  # each turn: openssl, then the cold runs
+    print(
+        "each turn, cold / its openssl run:",
+        ", ".join(f"{c[0] / r:.2f} ({lib / r:.2f} in process)" for r, c, lib in pairs),
+    )
     bars = [
         (f"cold <= 1.3x openssl on {args.jobs} cores (command line, start-up included)", cold <= 1.3 * reference),
         (f"cold <= 1.3x openssl on {args.jobs} cores (in process)", library_cold <= 1.3 * reference),
