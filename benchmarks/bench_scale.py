@@ -16,8 +16,8 @@ own libraries: --small small models (scikit-learn joblib pickles, NumPy .npy, sa
   with its report compared to the cold run's.
 
 Each row is the best of --repeat runs (3), openssl's too, which takes turns with the cold runs (the machine's
-speed drifts; both sides then meet it alike); mlsec's bytecode is compiled first, as an install
-does (where PYTHONDONTWRITEBYTECODE is set, a source tree would otherwise compile what changed on every run).
+speed drifts; both sides then meet it alike; each turn's own ratios are printed as well); mlsec's bytecode is
+compiled first, as an install does (where PYTHONDONTWRITEBYTECODE is set, a source tree would otherwise compile what changed on every run).
 Prints seconds, files/s, MB/s and the ratio to openssl for each, and the issue's bars: cold at most
 1.3x openssl on the same cores, warm under 5% of cold, and Ray's report identical to the local one.
 """
