@@ -16,8 +16,9 @@ own libraries: --small small models (scikit-learn joblib pickles, NumPy .npy, sa
   with its report compared to the cold run's.
 
 Each row is the best of --repeat runs (3), openssl's too, which takes turns with the cold runs (the machine's
-speed drifts; both sides then meet it alike; each turn's own ratios are printed as well); mlsec's bytecode is
-compiled first, as an install does (where PYTHONDONTWRITEBYTECODE is set, a source tree would otherwise compile what changed on every run).
+speed drifts; both sides then meet it alike; each turn's own ratios are printed as well). mlsec's bytecode is
+compiled first, as an install does (where PYTHONDONTWRITEBYTECODE is set, a source tree would otherwise compile
+what changed on every run).
 Prints seconds, files/s, MB/s and the ratio to openssl for each, and the issue's bars: cold at most
 1.3x openssl on the same cores, warm under 5% of cold, and Ray's report identical to the local one.
 """
@@ -235,10 +236,10 @@ def main() -> int:
     print(f"{'run':36} {'seconds':>8} {'files/s':>9} {'MB/s':>8} {'x openssl':>9}")
     for name, seconds in rows:
         print(f"{name:36} {seconds:8.2f} {len(files) / seconds:9.0f} {total / 1e6 / seconds:8.0f} {seconds / reference:9.2f}")
-    pairs = zip(references, colds, library_colds, strict=True)  # each turn: openssl, then the cold runs
+    turns = zip(references, colds, library_colds, strict=True)  # each turn: openssl, then the cold runs
     print(
         "each turn, cold / its openssl run:",
-        ", ".join(f"{c[0] / r:.2f} ({lib / r:.2f} in process)" for r, c, lib in pairs),
+        ", ".join(f"{command / ref:.2f} ({lib / ref:.2f} in process)" for ref, (command, _), lib in turns),
     )
     bars = [
         (f"cold <= 1.3x openssl on {args.jobs} cores (command line, start-up included)", cold <= 1.3 * reference),
